@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine (Python 3.11, Java 17 and Maven present):
+#   make run   - install, start a local Kafka, run kafkaops on examples/kafkaops.toml
+#   make test  - install, lint, and run every test against real Kafka brokers
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kafkaops dev up --name local --port 19092
+	$(BIN)/kafkaops run --config examples/kafkaops.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+test: lint
+	$(BIN)/python -c 'from kafkaops.testing import kafka_libs; kafka_libs()'
+	$(BIN)/pytest
+
+clean:
+	-$(BIN)/kafkaops dev down
+	rm -rf $(VENV) .pytest_cache .ruff_cache .kafkaops

@@ -1,0 +1,3 @@
+"""kafkaops: one tool for the people who run Apache Kafka."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from kafkaops.cli import main
+
+main()

@@ -1,0 +1,8 @@
+"""Every job `kafkaops run` knows; each decides from the config whether it runs."""
+
+from kafkaops.server.connectivity import ConnectivityJob
+from kafkaops.server.runtime import Job
+
+
+def all_jobs() -> list[Job]:
+    return [ConnectivityJob()]

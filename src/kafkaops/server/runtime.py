@@ -1,0 +1,108 @@
+"""The seam every job plugs into: routes, metrics, health and background tasks on one daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from kafkaops.config import Config
+from kafkaops.kafka import ClusterClients
+
+log = logging.getLogger("kafkaops.server")
+
+
+@dataclass(frozen=True)
+class Health:
+    """One component's view: healthy or not, which clusters it cannot reach, and detail."""
+
+    healthy: bool
+    unhealthy_clusters: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+HealthCheck = Callable[[], Health]
+
+
+class Runtime:
+    """What a job receives when the daemon starts it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.app = web.Application()
+        self.health_checks: dict[str, HealthCheck] = {}
+        self.stopping = asyncio.Event()
+        self._clients: dict[str, ClusterClients] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.failure: BaseException | None = None
+
+    def clients(self, cluster_id: str) -> ClusterClients:
+        """The shared client factory for a configured cluster (KeyError names the unknown id)."""
+        if cluster_id not in self._clients:
+            self._clients[cluster_id] = ClusterClients(self.config.cluster(cluster_id))
+        return self._clients[cluster_id]
+
+    def add_routes(self, routes: list[web.RouteDef]) -> None:
+        self.app.router.add_routes(routes)
+
+    def add_health(self, name: str, check: HealthCheck) -> None:
+        self.health_checks[name] = check
+
+    def spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task for the daemon's lifetime; if it dies, the daemon stops."""
+
+        async def guarded() -> None:
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("background task failed", extra={"task": name})
+                self.failure = exc
+                self.stopping.set()
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Cleanup run at shutdown, last registered first (drain producers here)."""
+        self._on_stop.append(callback)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        reports = {name: check() for name, check in self.health_checks.items()}
+        unhealthy = sorted({c for r in reports.values() for c in r.unhealthy_clusters})
+        ok = all(r.healthy for r in reports.values())
+        body = {
+            "status": "OK" if ok else "Unhealthy",
+            "unhealthy_clusters": unhealthy,
+            "components": {name: {"healthy": r.healthy, **r.detail} for name, r in reports.items()},
+        }
+        return ok, body
+
+    async def shutdown(self) -> None:
+        for callback in reversed(self._on_stop):
+            try:
+                await callback()
+            except Exception:
+                log.exception("error while stopping")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Job(Protocol):
+    """A job (lag, alert, relay, eventbus) as the daemon sees it."""
+
+    name: str
+
+    def wanted(self, config: Config) -> bool:
+        """Whether the config asks for this job."""
+
+    async def start(self, runtime: Runtime) -> None:
+        """Register routes, metrics and health, and spawn background tasks; return promptly."""
