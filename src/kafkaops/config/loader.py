@@ -110,8 +110,10 @@ def _describe(err: Any, data: Any) -> str:
         return f"{key}: unknown key"
     if err["type"] == "missing":
         return f"{key}: required key is missing"
-    if not loc or isinstance(err.get("input"), dict):
-        return f"{key or '(top level)'}: {msg}"
+    if not loc:
+        return msg
+    if isinstance(err.get("input"), dict):
+        return f"{key}: {msg}"
     shown = MASK if is_secret_key(str(loc[-1])) else repr(err.get("input"))
     return f"{key}: {msg} (got {shown})"
 

@@ -9,6 +9,7 @@ import platformdirs
 from pydantic import Field, field_validator, model_validator
 
 from kafkaops.config.kafka import KafkaCluster, Section
+from kafkaops.lag.config import LagConfig
 
 
 def default_data_dir() -> Path:
@@ -55,6 +56,7 @@ class Config(Section):
     http: HttpSection = HttpSection()
     logging: LoggingSection = LoggingSection()
     kafka: list[KafkaCluster] = Field(default_factory=list)
+    lag: LagConfig | None = None
 
     @model_validator(mode="after")
     def _unique_cluster_ids(self) -> Config:
@@ -63,6 +65,12 @@ class Config(Section):
             if cluster.id in seen:
                 raise ValueError(f"duplicate [[kafka]] id {cluster.id!r}")
             seen.add(cluster.id)
+        return self
+
+    @model_validator(mode="after")
+    def _jobs_name_known_clusters(self) -> Config:
+        if self.lag is not None:
+            self.lag.check_clusters(self.clusters)
         return self
 
     @property
