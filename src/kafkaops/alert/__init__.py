@@ -1,0 +1,1 @@
+"""Alerting: Kapacitor-compatible alert tasks whose events can be delivered to Kafka."""
