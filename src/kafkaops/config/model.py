@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kafkaops.config.kafka import KafkaCluster, Section
 from kafkaops.lag.config import LagConfig
+from kafkaops.relay.config import RelayList, check_relay_clusters
 
 
 def default_data_dir() -> Path:
@@ -57,6 +58,7 @@ class Config(Section):
     logging: LoggingSection = LoggingSection()
     kafka: list[KafkaCluster] = Field(default_factory=list)
     lag: LagConfig | None = None
+    relay: RelayList = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_cluster_ids(self) -> Config:
@@ -71,6 +73,7 @@ class Config(Section):
     def _jobs_name_known_clusters(self) -> Config:
         if self.lag is not None:
             self.lag.check_clusters(self.clusters)
+        check_relay_clusters(self.relay, self.clusters)
         return self
 
     @property
