@@ -41,6 +41,7 @@ class Runtime:
         self._clients: dict[str, ClusterClients] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._subscribers: dict[str, list[Callable[[Any], None]]] = {}
         self.failure: BaseException | None = None
 
     def clients(self, cluster_id: str) -> ClusterClients:
@@ -69,6 +70,18 @@ class Runtime:
                 self.stopping.set()
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    def subscribe(self, channel: str, callback: Callable[[Any], None]) -> None:
+        """Receive what another job publishes on `channel`, without importing that job."""
+        self._subscribers.setdefault(channel, []).append(callback)
+
+    def publish(self, channel: str, item: Any) -> None:
+        """Hand `item` to every subscriber in turn (in the event loop; keep callbacks quick)."""
+        for callback in self._subscribers.get(channel, ()):
+            try:
+                callback(item)
+            except Exception:
+                log.exception("subscriber failed", extra={"channel": channel})
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Cleanup run at shutdown, last registered first (drain producers here)."""
