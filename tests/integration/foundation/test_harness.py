@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from confluent_kafka import KafkaException
@@ -103,6 +105,45 @@ def test_oauthbearer_static_token(kafka_secure: LocalCluster, unique: str) -> No
         **{"sasl-mechanism": "OAUTHBEARER", "sasl-access-token": _unsecured_jwt("alice")},
     )
     assert roundtrip(clients_for(section), unique, 2) == [b"v0", b"v1"]
+
+
+def test_oauthbearer_client_credentials_against_a_token_endpoint(
+    kafka_secure: LocalCluster, unique: str
+) -> None:
+    """The full custom-service flow: our token endpoint issues a JWT, the broker accepts it."""
+    issued: list[str] = []
+
+    class TokenEndpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            token = _unsecured_jwt("alice")
+            issued.append(token)
+            body = json.dumps({"access_token": token, "expires_in": 3600}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        section = kafka_secure.cluster_section(
+            listener="SASL_PLAINTEXT",
+            **{
+                "sasl-mechanism": "OAUTHBEARER",
+                "sasl-oauth-service": "custom",
+                "sasl-oauth-client-id": "kafkaops",
+                "sasl-oauth-client-secret": "client-secret",
+                "sasl-oauth-token-url": f"http://127.0.0.1:{server.server_port}/token",
+            },
+        )
+        assert roundtrip(clients_for(section), unique, 2) == [b"v0", b"v1"]
+    finally:
+        server.shutdown()
+    assert issued, "the client never asked the token endpoint"
 
 
 def test_ssl_refuses_an_unknown_ca(kafka_secure: LocalCluster, tmp_path) -> None:
