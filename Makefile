@@ -19,7 +19,13 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/kafkaops dev up --name local --port 19092
-	$(BIN)/kafkaops run --config examples/kafkaops.toml
+	$(BIN)/kafkaops run --config examples/kafkaops.toml & daemon=$$!; \
+	trap 'kill $$daemon 2>/dev/null' INT TERM; \
+	alert="$(BIN)/kafkaops alert --config examples/kafkaops.toml --wait 60"; \
+	$$alert define lag_alert -tick examples/lag_alert.tick && \
+	$$alert define-topic-handler examples/lag_alert_handler.yaml && \
+	$$alert enable lag_alert && echo "example alert task lag_alert is enabled"; \
+	wait $$daemon
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

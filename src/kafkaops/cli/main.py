@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kafkaops import __version__
+from kafkaops.cli.alert import alert_group
 from kafkaops.cli.config_cmd import config_group
 from kafkaops.cli.dev import dev_group
 from kafkaops.cli.run import run_command
@@ -16,6 +17,7 @@ def cli() -> None:
     """kafkaops: lag monitoring, alerting, relaying and an event bus for Apache Kafka."""
 
 
+cli.add_command(alert_group)
 cli.add_command(config_group)
 cli.add_command(dev_group)
 cli.add_command(run_command)

@@ -8,6 +8,7 @@ from typing import Literal
 import platformdirs
 from pydantic import Field, field_validator, model_validator
 
+from kafkaops.alert.config import AlertSection
 from kafkaops.config.kafka import KafkaCluster, Section
 from kafkaops.lag.config import LagConfig
 from kafkaops.relay.config import RelayList, check_relay_clusters
@@ -58,6 +59,7 @@ class Config(Section):
     logging: LoggingSection = LoggingSection()
     kafka: list[KafkaCluster] = Field(default_factory=list)
     lag: LagConfig | None = None
+    alert: AlertSection = Field(default_factory=AlertSection)
     relay: RelayList = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -73,6 +75,7 @@ class Config(Section):
     def _jobs_name_known_clusters(self) -> Config:
         if self.lag is not None:
             self.lag.check_clusters(self.clusters)
+        self.alert.check_clusters(self.clusters)
         check_relay_clusters(self.relay, self.clusters)
         return self
 

@@ -1,8 +1,9 @@
 """Every job `kafkaops run` knows; each decides from the config whether it runs."""
 
+from kafkaops.alert.job import AlertJob
 from kafkaops.server.connectivity import ConnectivityJob
 from kafkaops.server.runtime import Job
 
 
 def all_jobs() -> list[Job]:
-    return [ConnectivityJob()]
+    return [ConnectivityJob(), AlertJob()]
