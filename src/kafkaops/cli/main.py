@@ -8,6 +8,7 @@ from kafkaops import __version__
 from kafkaops.cli.alert import alert_group
 from kafkaops.cli.config_cmd import config_group
 from kafkaops.cli.dev import dev_group
+from kafkaops.cli.events import events_group
 from kafkaops.cli.run import run_command
 
 
@@ -20,6 +21,7 @@ def cli() -> None:
 cli.add_command(alert_group)
 cli.add_command(config_group)
 cli.add_command(dev_group)
+cli.add_command(events_group)
 cli.add_command(run_command)
 
 

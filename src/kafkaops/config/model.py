@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kafkaops.alert.config import AlertSection
 from kafkaops.config.kafka import KafkaCluster, Section
+from kafkaops.eventbus.config import EventbusSection
 from kafkaops.lag.config import LagConfig
 from kafkaops.relay.config import RelayList, check_relay_clusters
 
@@ -60,6 +61,7 @@ class Config(Section):
     kafka: list[KafkaCluster] = Field(default_factory=list)
     lag: LagConfig | None = None
     alert: AlertSection = Field(default_factory=AlertSection)
+    eventbus: EventbusSection | None = None
     relay: RelayList = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -1,9 +1,10 @@
 """Every job `kafkaops run` knows; each decides from the config whether it runs."""
 
 from kafkaops.alert.job import AlertJob
+from kafkaops.eventbus.job import EventbusJob
 from kafkaops.server.connectivity import ConnectivityJob
 from kafkaops.server.runtime import Job
 
 
 def all_jobs() -> list[Job]:
-    return [ConnectivityJob(), AlertJob()]
+    return [ConnectivityJob(), AlertJob(), EventbusJob()]
