@@ -2,9 +2,10 @@
 
 from kafkaops.alert.job import AlertJob
 from kafkaops.eventbus.job import EventbusJob
+from kafkaops.lag.job import LagJob
 from kafkaops.server.connectivity import ConnectivityJob
 from kafkaops.server.runtime import Job
 
 
 def all_jobs() -> list[Job]:
-    return [ConnectivityJob(), AlertJob(), EventbusJob()]
+    return [ConnectivityJob(), LagJob(), AlertJob(), EventbusJob()]

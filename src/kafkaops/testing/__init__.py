@@ -2,6 +2,7 @@
 
 from kafkaops.testing.broker import USERS, KafkaNode, LocalCluster, free_port
 from kafkaops.testing.jars import KAFKA_VERSION, HarnessError, kafka_libs
+from kafkaops.testing.redis import RedisServer
 from kafkaops.testing.wait import WaitTimeout, await_for, wait_for
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "HarnessError",
     "KafkaNode",
     "LocalCluster",
+    "RedisServer",
     "WaitTimeout",
     "await_for",
     "free_port",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kafkaops.testing.broker import LocalCluster
+from kafkaops.testing.redis import RedisServer
 
 _CLUSTER_FIXTURES = ("kafka", "kafka3", "kafka_secure", "kafka_clusters")
 
@@ -51,6 +52,13 @@ def kafka_clusters() -> Iterator[Callable[[str], LocalCluster]]:
     yield get
     for cluster in started.values():
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server on a free port (shared: tests use keys of their own)."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture
