@@ -7,6 +7,7 @@ never applies them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -40,6 +41,15 @@ class Section(BaseModel):
     """Base for every config section: unknown keys are errors, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def require_unique(names: Iterable[str], message: str) -> None:
+    """Raise `message.format(name)` for the first repeated name: ids and names identify things."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(message.format(repr(name)))
+        seen.add(name)
 
 
 def _kebab(name: str) -> str:

@@ -9,7 +9,7 @@ import platformdirs
 from pydantic import Field, field_validator, model_validator
 
 from kafkaops.alert.config import AlertSection
-from kafkaops.config.kafka import KafkaCluster, Section
+from kafkaops.config.kafka import KafkaCluster, Section, require_unique
 from kafkaops.eventbus.config import EventbusSection
 from kafkaops.lag.config import LagConfig
 from kafkaops.relay.config import RelayList, check_relay_clusters
@@ -66,11 +66,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _unique_cluster_ids(self) -> Config:
-        seen: set[str] = set()
-        for cluster in self.kafka:
-            if cluster.id in seen:
-                raise ValueError(f"duplicate [[kafka]] id {cluster.id!r}")
-            seen.add(cluster.id)
+        require_unique((c.id for c in self.kafka), "duplicate [[kafka]] id {}")
         return self
 
     @model_validator(mode="after")

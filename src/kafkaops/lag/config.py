@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from kafkaops.config.durations import format_duration
-from kafkaops.config.kafka import Duration
+from kafkaops.config.kafka import Duration, require_unique
 from kafkaops.lag.estimator import Policy
 from kafkaops.lag.status import Rules
 
@@ -398,11 +398,7 @@ class KlgConfig(_Section):
     @field_validator("kafka_clusters")
     @classmethod
     def _unique_names(cls, value: list[KlgKafkaCluster]) -> list[KlgKafkaCluster]:
-        seen: set[str] = set()
-        for cluster in value:
-            if cluster.name in seen:
-                raise ValueError(f"kafka_clusters: name {cluster.name!r} is used twice")
-            seen.add(cluster.name)
+        require_unique((c.name for c in value), "kafka_clusters: name {} is used twice")
         return value
 
 

@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from kafkaops.config.durations import format_duration
-from kafkaops.config.kafka import Duration, Section
+from kafkaops.config.kafka import Duration, Section, require_unique
 from kafkaops.relay.topicmap import TopicMap, TopicRoute, check_topic_name
 
 Mode = Literal["single", "failover"]
@@ -259,11 +259,7 @@ class RelayConfig(Section):
 
 
 def _unique_names(relays: list[RelayConfig]) -> list[RelayConfig]:
-    seen: set[str] = set()
-    for relay in relays:
-        if relay.name in seen:
-            raise ValueError(f"two relays are named {relay.name!r}; give each a unique name")
-        seen.add(relay.name)
+    require_unique((r.name for r in relays), "two relays are named {}; give each a unique name")
     return relays
 
 
