@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from kafkaops.cli.errors import UserError, user_errors
-from kafkaops.config import Config, ConfigError, load_config
-from kafkaops.config.loader import validate
+from kafkaops.config import Config, load_config
+from kafkaops.config.loader import read_document, validate
 from kafkaops.kafka import ClusterClients
 from kafkaops.lag.collector import LIVE_STATES
 from kafkaops.lag.config import KlgConfig, KlgConversion, LagConfig, Storage, convert_kafka_lag_go
@@ -42,18 +41,7 @@ def config_from_kafka_lag_go(path: Path) -> tuple[Config, KlgConversion]:
     Kafka Lag Go does none). /metrics is served on all interfaces at
     prometheus_local.metrics_port, as Kafka Lag Go does."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, [f"cannot read: {exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(source, ["a Kafka Lag Go config must be a YAML mapping"])
+    data = read_document(path, "yaml")
     klg = validate(KlgConfig, data, source)
     conversion = convert_kafka_lag_go(klg)
     config = validate(

@@ -34,8 +34,8 @@ class ConfigError(Exception):
         return f"{self.source}: {len(self.problems)} problems\n{lines}"
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse TOML or YAML (by extension; TOML otherwise) into a plain dict."""
+def read_document(path: Path, fmt: str | None = None) -> dict[str, Any]:
+    """Parse TOML or YAML (`fmt`, else by extension; TOML otherwise) into a plain dict."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -43,7 +43,7 @@ def read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(source, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read: {exc}"]) from None
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if fmt == "yaml" or (fmt is None and path.suffix.lower() in (".yaml", ".yml")):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
