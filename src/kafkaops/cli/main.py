@@ -10,6 +10,7 @@ from kafkaops.cli.config_cmd import config_group
 from kafkaops.cli.dev import dev_group
 from kafkaops.cli.events import events_group
 from kafkaops.cli.lag import lag_group
+from kafkaops.cli.relay import relay_command
 from kafkaops.cli.run import run_command
 
 
@@ -24,6 +25,7 @@ cli.add_command(config_group)
 cli.add_command(dev_group)
 cli.add_command(events_group)
 cli.add_command(lag_group)
+cli.add_command(relay_command)
 cli.add_command(run_command)
 
 
