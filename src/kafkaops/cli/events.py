@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import click
 
 from kafkaops.cli.errors import UserError, user_errors
+from kafkaops.cli.run import run_jobs
 from kafkaops.config import Config, load_config
 from kafkaops.eventbus.config import EventbusSection
 from kafkaops.eventbus.job import EventbusJob
@@ -23,8 +23,6 @@ from kafkaops.eventbus.spec import (
 )
 from kafkaops.eventbus.store import DefinitionStore, normalise_kind
 from kafkaops.server.connectivity import ConnectivityJob
-from kafkaops.server.daemon import BindError, serve
-from kafkaops.server.logs import setup_logging
 
 __all__ = ["events_group"]
 
@@ -167,16 +165,13 @@ def delete(kind: str, name: str, namespace: str, config_file: Path | None) -> No
 def run(config_file: Path | None, instance_id: str | None, only: str | None) -> None:
     """Run every stored EventSource and Sensor (plus /metrics and /healthz) until stopped."""
     config = _config(config_file)
-    setup_logging(config.logging.level, config.logging.format)
     job = EventbusJob(always=True, instance_id=instance_id, only=only)  # type: ignore[arg-type]
     try:
         job.section(config)
     except ValueError as exc:
         raise UserError(f"--instance-id: {exc}") from None
     try:
-        code = asyncio.run(serve(config, [ConnectivityJob(), job]))
-    except BindError as exc:
-        raise UserError(str(exc)) from None
+        code = run_jobs(config, [ConnectivityJob(), job])
     except DefinitionError as exc:
         raise UserError(str(exc)) from None
     sys.exit(code)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from kafkaops.cli.errors import UserError, user_errors
+from kafkaops.cli.run import run_jobs
 from kafkaops.config import Config, load_config
 from kafkaops.config.loader import read_document, validate
 from kafkaops.kafka import ClusterClients
@@ -19,8 +20,6 @@ from kafkaops.lag.config import KlgConfig, KlgConversion, LagConfig, Storage, co
 from kafkaops.lag.job import HealthListener, LagJob
 from kafkaops.lag.monitor import Monitor, Snapshot
 from kafkaops.server.connectivity import ConnectivityJob
-from kafkaops.server.daemon import BindError, serve
-from kafkaops.server.logs import setup_logging
 
 _KLG_LEVELS = {
     "panic": "ERROR",
@@ -96,7 +95,6 @@ def lag_group(ctx: click.Context, config_file: Path | None, klg_file: Path | Non
     if ctx.invoked_subcommand is not None:
         return
     config, conversion = _load(config_file, klg_file)
-    setup_logging(config.logging.level, config.logging.format)
     jobs: list[Any] = [ConnectivityJob(), LagJob()]
     if conversion is not None:
         if conversion.health_check_path == "/metrics" and (
@@ -106,11 +104,7 @@ def lag_group(ctx: click.Context, config_file: Path | None, klg_file: Path | Non
         jobs.append(
             HealthListener("0.0.0.0", conversion.health_check_port, conversion.health_check_path)
         )
-    try:
-        code = asyncio.run(serve(config, jobs))
-    except BindError as exc:
-        raise UserError(str(exc)) from None
-    sys.exit(code)
+    sys.exit(run_jobs(config, jobs))
 
 
 @lag_group.command("show")

@@ -11,7 +11,6 @@ unsafe resume).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import click
 from pydantic import ValidationError
 
 from kafkaops.cli.errors import UserError, user_errors
+from kafkaops.cli.run import run_jobs
 from kafkaops.config import Config, ConfigError, load_config
 from kafkaops.config.loader import read_document, validate
 from kafkaops.relay.config import (
@@ -30,8 +30,6 @@ from kafkaops.relay.config import (
 )
 from kafkaops.relay.job import RelayJob
 from kafkaops.server.connectivity import ConnectivityJob
-from kafkaops.server.daemon import BindError, serve
-from kafkaops.server.logs import setup_logging
 
 _KAF_RELAY_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR"}
 
@@ -151,12 +149,8 @@ def relay_command(
     config = load_relay_config(
         config_file, mode=mode, stop_at_end=stop_at_end, topics=topics, name=name
     )
-    setup_logging(config.logging.level, config.logging.format)
     job = RelayJob(exit_when_done=True)
-    try:
-        code = asyncio.run(serve(config, [ConnectivityJob(), job]))
-    except BindError as exc:
-        raise UserError(str(exc)) from None
+    code = run_jobs(config, [ConnectivityJob(), job])
     for exc in job.failures.values():
         click.echo(f"kafkaops relay: {exc}", err=True)
     sys.exit(job.exit_code or code)
