@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -104,63 +105,66 @@ class RelayCollector(Collector):
 
     def _kaf_relay_metrics(self) -> Iterator[Metric]:
         relays = self._relays
-        m = _counter("source_errors_total", "Source connection failures.", "node_id", "error")
-        for s in relays:
-            for (node, error), n in list(s.source_errors.items()):
-                m.add_metric([s.relay, node, error], n)
-        yield m
-        m = _counter("source_unhealthy_total", "Times no healthy source could be used.")
-        for s in relays:
-            m.add_metric([s.relay], s.source_unhealthy)
-        yield m
-        m = _counter("source_kafka_errors_total", "Source client errors.", "node_id", "error")
-        for s in relays:
-            for (node, error), n in list(s.source_kafka_errors.items()):
-                m.add_metric([s.relay, node, error], n)
-        yield m
-        m = _gauge(
-            "source_highwatermark",
-            "Sum of the source's end offsets at the last health check (-1: unreachable).",
-            "node_id",
+        c, g = _counter, _gauge
+        yield _filled(
+            c("source_errors_total", "Source connection failures.", "node_id", "error"),
+            relays,
+            lambda s: s.source_errors,
         )
-        for s in relays:
-            for node, value in list(s.source_highwatermark.items()):
-                m.add_metric([s.relay, node], value)
-        yield m
-        m = _counter("target_errors_total", "Target client failures.", "error")
-        for s in relays:
-            for error, n in list(s.target_errors.items()):
-                m.add_metric([s.relay, error], n)
-        yield m
-        m = _counter("target_kafka_errors_total", "Target produce errors.", "error")
-        for s in relays:
-            for error, n in list(s.target_kafka_errors.items()):
-                m.add_metric([s.relay, error], n)
-        yield m
-        m = _counter(
-            "messages_relayed_total",
-            "Records the target acknowledged (exactly-once: committed).",
-            "source_topic",
-            "source_partition",
-            "target_topic",
-            "target_partition",
+        yield _filled(
+            c("source_unhealthy_total", "Times no healthy source could be used."),
+            relays,
+            lambda s: s.source_unhealthy,
         )
-        for s in relays:
-            for (st, sp, tt, tp), n in list(s.relayed.items()):
-                m.add_metric([s.relay, st, str(sp), tt, str(tp)], n)
-        yield m
-        m = _counter("messages_filtered_total", "Records dropped by a filter.", "filter")
-        for s in relays:
-            for fid, n in list(s.filtered().items()):
-                m.add_metric([s.relay, fid], n)
-        yield m
-        m = _counter(
-            "target_inlet_blocks_total",
-            "Times reading the source paused because buffer_size records were unacknowledged.",
+        yield _filled(
+            c("source_kafka_errors_total", "Source client errors.", "node_id", "error"),
+            relays,
+            lambda s: s.source_kafka_errors,
         )
-        for s in relays:
-            m.add_metric([s.relay], s.inlet_blocks)
-        yield m
+        yield _filled(
+            g(
+                "source_highwatermark",
+                "Sum of the source's end offsets at the last health check (-1: unreachable).",
+                "node_id",
+            ),
+            relays,
+            lambda s: s.source_highwatermark,
+        )
+        yield _filled(
+            c("target_errors_total", "Target client failures.", "error"),
+            relays,
+            lambda s: s.target_errors,
+        )
+        yield _filled(
+            c("target_kafka_errors_total", "Target produce errors.", "error"),
+            relays,
+            lambda s: s.target_kafka_errors,
+        )
+        yield _filled(
+            c(
+                "messages_relayed_total",
+                "Records the target acknowledged (exactly-once: committed).",
+                "source_topic",
+                "source_partition",
+                "target_topic",
+                "target_partition",
+            ),
+            relays,
+            lambda s: s.relayed,
+        )
+        yield _filled(
+            c("messages_filtered_total", "Records dropped by a filter.", "filter"),
+            relays,
+            lambda s: s.filtered(),
+        )
+        yield _filled(
+            c(
+                "target_inlet_blocks_total",
+                "Times reading the source paused because buffer_size records were unacknowledged.",
+            ),
+            relays,
+            lambda s: s.inlet_blocks,
+        )
         yield _histogram(
             "target_flush_batch_size",
             "Records per flush (a consume batch; exactly-once: a transaction).",
@@ -173,62 +177,85 @@ class RelayCollector(Collector):
             relays,
             lambda s: s.flush_duration,
         )
-        m = _counter(
-            "target_flush_retries_total",
-            "Flush retries: stalled acknowledgements, aborted transactions, restarts.",
+        yield _filled(
+            c(
+                "target_flush_retries_total",
+                "Flush retries: stalled acknowledgements, aborted transactions, restarts.",
+            ),
+            relays,
+            lambda s: s.flush_retries,
         )
-        for s in relays:
-            m.add_metric([s.relay], s.flush_retries)
-        yield m
-        m = _counter(
-            "source_candidate_switches_total", "Source switches, the initial connection included."
+        yield _filled(
+            c(
+                "source_candidate_switches_total",
+                "Source switches, the initial connection included.",
+            ),
+            relays,
+            lambda s: s.candidate_switches,
         )
-        for s in relays:
-            m.add_metric([s.relay], s.candidate_switches)
-        yield m
-        m = _counter("source_connections_total", "Consumers created per source.", "node_id")
-        for s in relays:
-            for node, n in list(s.source_connections.items()):
-                m.add_metric([s.relay, node], n)
-        yield m
-        m = _counter(
-            "source_lag_threshold_exceeded_total",
-            "Switches because a source was ahead by more than offset_lag_threshold (label: it).",
-            "node_id",
+        yield _filled(
+            c("source_connections_total", "Consumers created per source.", "node_id"),
+            relays,
+            lambda s: s.source_connections,
         )
-        for s in relays:
-            for node, n in list(s.lag_threshold_exceeded.items()):
-                m.add_metric([s.relay, node], n)
-        yield m
+        yield _filled(
+            c(
+                "source_lag_threshold_exceeded_total",
+                "Switches because a source was ahead by more than offset_lag_threshold"
+                " (label: it).",
+                "node_id",
+            ),
+            relays,
+            lambda s: s.lag_threshold_exceeded,
+        )
 
     def _extra_metrics(self) -> Iterator[Metric]:
         relays = self._relays
-        m = _counter("records_acked_total", "Records the target acknowledged, all partitions.")
-        for s in relays:
-            m.add_metric([s.relay], s.acked)
-        yield m
-        m = _gauge(
-            "records_in_flight",
-            "Records handed to the producer and not yet acknowledged (at most buffer_size).",
+        yield _filled(
+            _counter("records_acked_total", "Records the target acknowledged, all partitions."),
+            relays,
+            lambda s: s.acked,
         )
-        for s in relays:
-            m.add_metric([s.relay], s.in_flight)
-        yield m
-        m = _gauge(
-            "lag",
-            "Source end offset minus the acknowledged position, per source partition.",
-            "topic",
-            "partition",
+        yield _filled(
+            _gauge(
+                "records_in_flight",
+                "Records handed to the producer and not yet acknowledged (at most buffer_size).",
+            ),
+            relays,
+            lambda s: s.in_flight,
         )
-        for s in relays:
-            for (topic, partition), lag in list(s.lag.items()):
-                m.add_metric([s.relay, topic, str(partition)], lag)
-        yield m
-        m = _gauge("current_source", "1 for the source being read, 0 for the others.", "node_id")
-        for s in relays:
-            for node in s.sources:
-                m.add_metric([s.relay, node], 1 if node == s.current_source else 0)
-        yield m
+        yield _filled(
+            _gauge(
+                "lag",
+                "Source end offset minus the acknowledged position, per source partition.",
+                "topic",
+                "partition",
+            ),
+            relays,
+            lambda s: s.lag,
+        )
+        yield _filled(
+            _gauge("current_source", "1 for the source being read, 0 for the others.", "node_id"),
+            relays,
+            lambda s: {node: int(node == s.current_source) for node in s.sources},
+        )
+
+
+def _filled(
+    metric: CounterMetricFamily | GaugeMetricFamily,
+    relays: Sequence[RelayStats],
+    values: Callable[[RelayStats], Any],
+) -> CounterMetricFamily | GaugeMetricFamily:
+    """Add each relay's sample(s): a number, or a mapping from label value(s) to a number."""
+    for s in relays:
+        value = values(s)
+        if not isinstance(value, dict):
+            metric.add_metric([s.relay], value)
+            continue
+        for key, n in list(value.items()):
+            labels = key if isinstance(key, tuple) else (key,)
+            metric.add_metric([s.relay, *map(str, labels)], n)
+    return metric
 
 
 def _counter(name: str, doc: str, *labels: str) -> CounterMetricFamily:
