@@ -25,6 +25,7 @@ is a slice, Struct is a struct, and Time/Duration are time.Time/time.Duration. A
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import urllib.parse
@@ -146,10 +147,7 @@ class Time:
 
     def _parts(self) -> tuple[datetime, int]:
         seconds, nanos = divmod(self.unix_nano, _NS_PER_SECOND)
-        try:
-            return _EPOCH + timedelta(seconds=seconds), nanos
-        except OverflowError:
-            raise ValueError(f"time outside the years 1-9999: {self.unix_nano}ns") from None
+        return _utc(seconds), nanos
 
     def go_string(self) -> str:
         """time.Time.String: `2006-01-02 15:04:05.999999999 -0700 MST`, here always UTC."""
@@ -158,8 +156,7 @@ class Time:
 
     def rfc3339nano(self) -> str:
         """The layout Go's time.Time MarshalJSON writes."""
-        moment, nanos = self._parts()
-        return f"{_date_time(moment, 'T')}{_fraction(nanos)}Z"
+        return rfc3339nano(self.unix_nano)
 
     def go_json(self) -> str:
         try:
@@ -176,6 +173,27 @@ class Time:
             "UTC": lambda: self,
         }
         return methods.get(name)
+
+
+def _utc(seconds: int) -> datetime:
+    try:
+        return _EPOCH + timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"time outside the years 1-9999: {seconds}s since 1970") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _rfc3339_seconds(seconds: int) -> str:
+    return _date_time(_utc(seconds), "T")
+
+
+def rfc3339nano(unix_nano: int) -> str:
+    """Go's time.RFC3339Nano in UTC. Alerts come in bursts of the same few seconds, so the date
+    and time of day are cached by second (it is on every alert's hot path, twice)."""
+    seconds, nanos = divmod(unix_nano, _NS_PER_SECOND)
+    if nanos:
+        return f"{_rfc3339_seconds(seconds)}{f'.{nanos:09d}'.rstrip('0')}Z"
+    return f"{_rfc3339_seconds(seconds)}Z"
 
 
 def _date_time(moment: datetime, sep: str) -> str:

@@ -135,16 +135,11 @@ class Sink(Protocol):
 # Kafka
 
 
-DeliveryCallback = Callable[[str | None], None]
-"""Told the outcome of one record: None when the broker acknowledged it, else the error."""
-
-
 @dataclass(slots=True)
 class _Pending:
     key: bytes
     value: bytes | None
     since: float
-    on_done: DeliveryCallback | None = None
 
 
 class KafkaWriter:
@@ -157,6 +152,11 @@ class KafkaWriter:
     while the partition count is unknown or librdkafka's queue is full, so the order of one
     alert ID's events is kept. Idempotence is on for the same reason: a retried batch cannot
     overtake a later one.
+
+    librdkafka reports failed deliveries only (`delivery.report.only.error`): an alert needs
+    attention only when it did not arrive, so a Python call per acknowledged record would be
+    work for nothing. Delivered records are counted in bulk instead, as those handed to
+    librdkafka that are neither still in its queue nor reported failed.
     """
 
     def __init__(
@@ -181,8 +181,16 @@ class KafkaWriter:
         # librdkafka refuses a delivery timeout shorter than linger + request timeout.
         timeout_ms = max(round(delivery_timeout * 1000), round((linger + request + 1) * 1000))
         self.producer = clients.producer(
-            **{"enable.idempotence": True, "delivery.timeout.ms": timeout_ms}
+            **{
+                "enable.idempotence": True,
+                "delivery.timeout.ms": timeout_ms,
+                "delivery.report.only.error": True,
+                "on_delivery": self._undelivered,
+            }
         )
+        self._produced = 0
+        self._reported_failed = 0
+        self._counted_sent = 0
         self._sent = metrics.kafka_sent.labels(self.cluster, topic)
         self._errors = metrics.kafka_errors.labels(self.cluster, topic)
         metrics.kafka_pending.labels(self.cluster, topic).set_function(self.pending)
@@ -201,21 +209,18 @@ class KafkaWriter:
         """Records accepted and not yet acknowledged or reported failed."""
         return len(self._backlog) + len(self.producer)
 
-    def write(
-        self, key: bytes, value: bytes | None, on_done: DeliveryCallback | None = None
-    ) -> None:
-        """Accept one record (never blocks): it is delivered or reported failed later."""
+    def write(self, key: bytes, value: bytes | None) -> None:
+        """Accept one record (never blocks): it is delivered, or logged and counted later."""
         if self._closing:
-            self._failed(key, "the daemon is shutting down", on_done)
+            self._failed(key, "the daemon is shutting down")
             return
-        if self.partitions is None or self._backlog or not self._produce(key, value, on_done):
+        if self.partitions is None or self._backlog or not self._produce(key, value):
             if len(self._backlog) >= self._buffer_length:
                 self._failed(
                     key, f"buffer of {self._buffer_length} records is full (topic-buffer-length)",
-                    on_done,
                 )  # fmt: skip
                 return
-            self._backlog.append(_Pending(key, value, time.monotonic(), on_done))
+            self._backlog.append(_Pending(key, value, time.monotonic()))
         self._writes += 1
         if self._writes % _POLL_EVERY == 0:
             self.producer.poll(0)
@@ -223,7 +228,7 @@ class KafkaWriter:
             self._idle = False
             self._wake.set()
 
-    def _produce(self, key: bytes, value: bytes | None, on_done: DeliveryCallback | None) -> bool:
+    def _produce(self, key: bytes, value: bytes | None) -> bool:
         """False when librdkafka's queue is full (the caller keeps the record)."""
         partition = self._partition_of.get(key)
         if partition is None:
@@ -234,22 +239,29 @@ class KafkaWriter:
                 if len(self._partition_of) >= _PARTITION_CACHE_SIZE:
                     self._partition_of.clear()
                 self._partition_of[key] = partition
-        callback = self._delivered if on_done is None else _with_callback(self, on_done)
         try:
-            self.producer.produce(self.topic, value, key, partition=partition, on_delivery=callback)
+            self.producer.produce(self.topic, value, key, partition)
         except BufferError:
             return False
         except KafkaException as exc:
-            self._failed(key, exc.args[0].str(), on_done)
+            self._failed(key, exc.args[0].str())
+            return True
+        self._produced += 1
         return True
 
-    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
-            self._sent.inc()
-        else:
-            self._failed(msg.key() or b"", err.str(), None)
+    def _count_delivered(self) -> None:
+        """Bring the delivered counter up to date (see the class docstring)."""
+        delivered = self._produced - len(self.producer) - self._reported_failed
+        if delivered > self._counted_sent:
+            self._sent.inc(delivered - self._counted_sent)
+            self._counted_sent = delivered
 
-    def _failed(self, key: bytes, reason: str, on_done: DeliveryCallback | None) -> None:
+    def _undelivered(self, err: KafkaError, msg: Any) -> None:
+        """The producer's delivery report callback, called for failed records only."""
+        self._reported_failed += 1
+        self._failed(msg.key() or b"", err.str())
+
+    def _failed(self, key: bytes, reason: str) -> None:
         self._errors.inc()
         self.last_failure = time.monotonic()
         log.error(
@@ -261,8 +273,6 @@ class KafkaWriter:
                 "error": reason,
             },
         )
-        if on_done is not None:
-            on_done(reason)
 
     def _fetch_partitions(self) -> int | str:
         """Partition count from metadata, or the reason there is none yet."""
@@ -313,6 +323,7 @@ class KafkaWriter:
                     continue
             drained = self._drain()
             self.producer.poll(0)
+            self._count_delivered()
             if not drained or len(self.producer):
                 await asyncio.sleep(_POLL_INTERVAL_S)  # records in flight: report them soon
                 continue
@@ -327,7 +338,7 @@ class KafkaWriter:
         self._expire_backlog()
         while self._backlog:
             item = self._backlog[0]
-            if not self._produce(item.key, item.value, item.on_done):
+            if not self._produce(item.key, item.value):
                 return False
             self._backlog.popleft()
         return True
@@ -336,9 +347,7 @@ class KafkaWriter:
         limit = time.monotonic() - self._delivery_timeout
         while self._backlog and self._backlog[0].since < limit:
             item = self._backlog.popleft()
-            self._failed(
-                item.key, "delivery-timeout passed before the record was sent", item.on_done
-            )
+            self._failed(item.key, "delivery-timeout passed before the record was sent")
 
     async def close(self, timeout: float) -> int:
         """Deliver everything accepted within `timeout`; report each record that was not.
@@ -361,27 +370,17 @@ class KafkaWriter:
             # Purged records come back through the delivery callback, each reported there.
             self.producer.purge(in_queue=True, in_flight=True, blocking=False)
             await asyncio.to_thread(self.producer.flush, 1.0)
+        self._count_delivered()
         undelivered = left + len(self._backlog)
         while self._backlog:
             item = self._backlog.popleft()
-            self._failed(item.key, "not sent before shutdown", item.on_done)
+            self._failed(item.key, "not sent before shutdown")
         if undelivered:
             log.error(
                 "alerts not delivered at shutdown",
                 extra={"cluster": self.cluster, "topic": self.topic, "count": undelivered},
             )
         return undelivered
-
-
-def _with_callback(writer: KafkaWriter, on_done: DeliveryCallback) -> Callable[..., None]:
-    def delivered(err: KafkaError | None, msg: Any) -> None:
-        if err is None:
-            writer._sent.inc()
-            on_done(None)
-        else:
-            writer._failed(msg.key() or b"", err.str(), on_done)
-
-    return delivered
 
 
 class KafkaSink:
@@ -502,7 +501,7 @@ class LogSink(QueuedSink):
         self.mode = options.mode
 
     async def send(self, event: AlertEvent) -> None:
-        data = event.to_json().encode()
+        data = event.to_json()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         try:
             os.write(fd, data)
@@ -531,7 +530,7 @@ class PostSink(QueuedSink):
             self._session = aiohttp.ClientSession()
         url = self.url.execute(event.alert_data()) if self.url else self.plain_url
         async with self._session.post(
-            url, data=event.to_json().encode(), headers=self.headers, ssl=self.verify
+            url, data=event.to_json(), headers=self.headers, ssl=self.verify
         ) as response:
             if response.status // 100 != 2:
                 body = (await response.text())[:500] if self.capture else ""
@@ -559,7 +558,7 @@ class ExecSink(QueuedSink):
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            _, stderr = await proc.communicate(event.to_json().encode())
+            _, stderr = await proc.communicate(event.to_json())
         except asyncio.CancelledError:
             proc.kill()
             raise
@@ -581,7 +580,7 @@ class TcpSink(QueuedSink):
     async def send(self, event: AlertEvent) -> None:
         _, writer = await asyncio.open_connection(self.host, self.port)
         try:
-            writer.write(event.to_json().encode())
+            writer.write(event.to_json())
             await writer.drain()
         finally:
             writer.close()
@@ -655,20 +654,22 @@ class HandlerFactory:
         """Kapacitor's Kafka service test: one record, partitioned by its key with fnv-1a (its
         test writer has partition-by-ID off, so sarama's FNV-1a hashes the key). Unlike
         Kapacitor, which reports success once the record is queued, this waits for the broker's
-        answer. Returns None on success, else the error."""
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[str | None] = loop.create_future()
-
-        def done(error: str | None) -> None:
-            loop.call_soon_threadsafe(_settle, outcome, error)
-
-        self.writer(cluster, topic, PartitionAlgorithm.FNV1A, True).write(
-            key.encode(), message.encode(), done
-        )
+        answer, on a producer of its own: the handlers' writers report failures only, and a
+        busy writer's queue never drains to show that this record made it.
+        Returns None on success, else the error."""
+        producer = self._clients(cluster).producer(partitioner="fnv1a")
+        answers: list[KafkaError | None] = []
         try:
-            return await asyncio.wait_for(outcome, timeout)
-        except TimeoutError:
+            producer.produce(
+                topic, message.encode(), key.encode(), on_delivery=lambda e, _m: answers.append(e)
+            )
+        except KafkaException as exc:
+            return str(exc.args[0].str())
+        left = await asyncio.to_thread(producer.flush, timeout)
+        if left:
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
             return f"no answer from the brokers within {timeout:g}s"
+        return None if answers[0] is None else str(answers[0].str())
 
     async def close(self) -> int:
         """Close every writer at once; the number of records reported undelivered."""
@@ -676,8 +677,3 @@ class HandlerFactory:
             *(w.close(self.delivery_timeout) for w in self.writers.values())
         )
         return sum(results)
-
-
-def _settle(future: asyncio.Future[str | None], error: str | None) -> None:
-    if not future.done():
-        future.set_result(error)

@@ -119,6 +119,9 @@ def test_line_protocol_in_alert_json_out_on_the_predicted_partition(
         assert series["tags"]["host"] == key.removeprefix("cpu:host=")
     first = by_key["cpu:host=server00"]
     assert b'"time":"2023-11-14T22:13:20Z"' in first.value()
+    # Successes are not reported one by one; the delivered counter still gets every record.
+    delivered = f'kafkaops_alert_kafka_messages_total{{cluster="main",topic="{topic}"}} 12.0'
+    wait_for(lambda: delivered in daemon.text("/metrics"), 10, what="deliveries counted")
 
 
 def test_template_value_is_verbatim_and_a_failing_template_sends_null(
@@ -159,6 +162,8 @@ def test_delivery_failures_are_counted_and_logged(
         return writer._errors._value.get()
 
     assert wait_for(failures, 30, what="write error counted") == 1
+    delivered = f'kafkaops_alert_kafka_messages_total{{cluster="main",topic="{topic}"}} 1.0'
+    wait_for(lambda: delivered in daemon.text("/metrics"), 10, what="one delivery counted")
     assert any(r.getMessage() == "alert not delivered to Kafka" for r in caplog.records)
     status, health = daemon.request("GET", "/healthz")
     assert (status, health["unhealthy_clusters"]) == (503, ["main"])

@@ -8,6 +8,7 @@ alert.Data encoded with json.NewEncoder.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -27,7 +28,12 @@ from kafkaops.alert.event import (
     series_from_point,
     series_from_points,
 )
-from kafkaops.alert.gotemplate import TemplateExecError, TemplateParseError, go_json_encode
+from kafkaops.alert.gotemplate import (
+    GoJSONError,
+    TemplateExecError,
+    TemplateParseError,
+    go_json_encode,
+)
 from kafkaops.alert.state import AlertOptions, AlertStateMachine, Level, LevelRules, TopicState
 from kafkaops.kafka.partitioners import PartitionAlgorithm, Partitioner
 
@@ -240,7 +246,7 @@ def test_kapacitor_server_test_example_is_byte_identical() -> None:
         level=Level.CRITICAL,
         series=(Series(name="alert", columns=("time", "value"), values=((0, 1.0),)),),
     )
-    assert event.to_json() == (
+    assert event.to_json().decode() == (
         '{"id":"id","message":"message","details":"details","time":"1970-01-01T00:00:00Z",'
         '"duration":0,"level":"CRITICAL","data":{"series":[{"name":"alert",'
         '"columns":["time","value"],"values":[["1970-01-01T00:00:00Z",1]]}]},'
@@ -272,7 +278,7 @@ ALERT = AlertEvent(
 
 
 def test_alert_json_escaping_times_and_numbers() -> None:
-    assert ALERT.to_json() == (
+    assert ALERT.to_json().decode() == (
         '{"id":"cpu:nil","message":"cpu:nil is CRITICAL",'
         '"details":"{\\u0026#34;a\\u0026#34;:1}\\n\\u003cx\\u003e",'
         '"time":"2017-07-14T02:40:00.123456789Z","duration":61000000001,"level":"CRITICAL",'
@@ -296,7 +302,7 @@ def test_alert_json_omits_empty_row_parts() -> None:
         recoverable=False,
         series=(Series(columns=("time", "v"), values=((-1, 1e-7),)),),
     )
-    assert event.to_json() == (
+    assert event.to_json().decode() == (
         '{"id":"id","message":"message","details":"details","time":"1970-01-01T00:00:00Z",'
         '"duration":0,"level":"OK","data":{"series":[{"columns":["time","v"],'
         '"values":[["1969-12-31T23:59:59.999999999Z",1e-7]]}]},'
@@ -360,13 +366,55 @@ _SERIES = st.builds(
     )
 )
 def test_fast_json_equals_the_generic_encoding_of_alert_data(event: AlertEvent) -> None:
-    assert event.to_json() == go_json_encode(event.alert_data())
+    assert event.to_json() == go_json_encode(event.alert_data()).encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        -0.0,
+        0.0,
+        8.0,
+        float("inf"),
+        float("nan"),
+        2.0**53,
+        2.0**60,
+        1e16,
+        1e21,
+        1.5e-5,
+        1e-7,
+        0.1,
+        -123.456,
+        10**20,
+        2**64,
+    ],
+)
+@pytest.mark.parametrize("text", ["plain", "lone \ud800 surrogate", "<&>\u2028\u2029", "\x7f\x01"])
+def test_fast_json_edge_values_equal_the_generic_encoding(value: object, text: str) -> None:
+    event = AlertEvent(
+        id=text,
+        message=text,
+        details=text,
+        time_ns=T,
+        duration_ns=1,
+        level=Level.WARNING,
+        series=(
+            Series(name=text, tags={text: text}, columns=("time", text), values=((T, value),)),
+        ),
+    )
+    try:
+        expected = go_json_encode(event.alert_data()).encode()
+    except GoJSONError as exc:
+        with pytest.raises(GoJSONError, match=re.escape(str(exc))):
+            event.to_json()
+        return
+    assert event.to_json() == expected
 
 
 def test_no_series_encodes_as_null_like_a_nil_slice() -> None:
     event = AlertEvent(id="", message="", details="", time_ns=0, duration_ns=0, level=Level.OK)
-    assert '"data":{"series":null}' in event.to_json()
-    assert go_json_encode(event.alert_data()) == event.to_json()
+    assert b'"data":{"series":null}' in event.to_json()
+    assert go_json_encode(event.alert_data()).encode() == event.to_json()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +476,7 @@ def test_kapacitor_streamer_test_kafka_record() -> None:
 
 
 def test_kafka_value_defaults_to_alert_json() -> None:
-    assert kafka_message_value(ALERT) == ALERT.to_json().encode()
+    assert kafka_message_value(ALERT) == ALERT.to_json()
     assert kafka_message_value(ALERT).endswith(b"}\n")
 
 

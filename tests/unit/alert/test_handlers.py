@@ -100,7 +100,7 @@ async def test_tcp_sends_the_alert_json(factory) -> None:
     data = await asyncio.wait_for(received.get(), 10)
     await sink.close(5)
     server.close()
-    assert data == event().to_json().encode()
+    assert data == event().to_json()
 
 
 async def test_post_sends_json_with_headers_and_reports_bad_answers(factory, registry) -> None:
@@ -168,33 +168,40 @@ def test_kafka_sink_sends_null_when_the_template_fails(registry) -> None:
     sink.submit(event())
     plain = KafkaSink("k2", writer, None, metrics)  # type: ignore[arg-type]
     plain.submit(event())
-    assert writer.records == [(b"cpu:host=a", None), (b"cpu:host=a", event().to_json().encode())]
+    assert writer.records == [(b"cpu:host=a", None), (b"cpu:host=a", event().to_json())]
     assert (
         count(registry, "kafkaops_alert_kafka_template_errors_total", cluster="c", topic="t") == 1
     )
 
 
-async def test_kafka_records_that_cannot_be_sent_are_reported(registry) -> None:
+async def test_kafka_records_that_cannot_be_sent_are_reported(registry, caplog) -> None:
     factory = HandlerFactory(
         lambda _cid: unreachable(),
         metrics=HandlerMetrics(registry),
         buffer_length=1,
         delivery_timeout=0.5,
     )
-    outcomes: list[str | None] = []
+
+    def reported() -> list[tuple[str, str]]:
+        return [
+            (r.alert_id, r.error)  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.getMessage() == "alert not delivered to Kafka"
+        ]
+
     writer = factory.writer("down", "alerts", PartitionAlgorithm.CRC32, True)
-    writer.write(b"a", b"1", outcomes.append)
-    writer.write(b"b", b"2", outcomes.append)  # the backlog holds one
-    assert outcomes == ["buffer of 1 records is full (topic-buffer-length)"]
+    writer.write(b"a", b"1")
+    writer.write(b"b", b"2")  # the backlog holds one
+    assert reported() == [("b", "buffer of 1 records is full (topic-buffer-length)")]
 
     async def expired() -> bool:
-        return len(outcomes) == 2
+        return len(reported()) == 2
 
     await await_for(expired, 15, what="expiry reported")
-    assert outcomes[1] == "delivery-timeout passed before the record was sent"
+    assert reported()[1] == ("a", "delivery-timeout passed before the record was sent")
     assert await factory.close() == 0
-    writer.write(b"c", b"3", outcomes.append)
-    assert outcomes[-1] == "the daemon is shutting down"
+    writer.write(b"c", b"3")
+    assert reported()[-1] == ("c", "the daemon is shutting down")
     errors = count(
         registry, "kafkaops_alert_kafka_write_errors_total", cluster="down", topic="alerts"
     )
