@@ -85,21 +85,24 @@ class LevelRules:
     warn_reset: Predicate | None = None
     crit_reset: Predicate | None = None
 
-    def expression(self, level: Level) -> Predicate | None:
-        return {Level.INFO: self.info, Level.WARNING: self.warn, Level.CRITICAL: self.crit}.get(
-            level
+    def __post_init__(self) -> None:
+        # Looked up for every point, so indexed by level instead of built per call. A reset
+        # only counts when its level has an expression, as in Kapacitor, which compiles
+        # `infoReset` only inside `if n.Info != nil`.
+        levels = (None, self.info, self.warn, self.crit)
+        resets = (None, self.info_reset, self.warn_reset, self.crit_reset)
+        object.__setattr__(self, "_levels", levels)
+        object.__setattr__(
+            self,
+            "_resets",
+            tuple(r if e is not None else None for e, r in zip(levels, resets, strict=True)),
         )
 
+    def expression(self, level: Level) -> Predicate | None:
+        return self._levels[level]  # type: ignore[attr-defined,no-any-return]
+
     def reset(self, level: Level) -> Predicate | None:
-        """The reset of a level only counts when the level itself has an expression, as in
-        Kapacitor, which compiles `infoReset` only inside `if n.Info != nil`."""
-        if self.expression(level) is None:
-            return None
-        return {
-            Level.INFO: self.info_reset,
-            Level.WARNING: self.warn_reset,
-            Level.CRITICAL: self.crit_reset,
-        }.get(level)
+        return self._resets[level]  # type: ignore[attr-defined,no-any-return]
 
 
 def _evaluate(
@@ -113,6 +116,9 @@ def _evaluate(
         return None
 
 
+_LEVELS = tuple(Level)
+
+
 def _first_match(
     rules: LevelRules,
     point: Any,
@@ -121,12 +127,12 @@ def _first_match(
     on_error: ErrorHook | None,
 ) -> Level | None:
     """Kapacitor's findFirstMatchLevel: levels from `start` down to (not including) `stop`."""
-    stop = max(stop, Level.OK)
-    for value in range(start, stop, -1):
-        level = Level(value)
-        predicate = rules.expression(level)
-        if predicate is not None and _evaluate(predicate, point, level, False, on_error):
-            return level
+    for value in range(start, max(stop, 0), -1):
+        predicate = rules.expression(value)  # type: ignore[arg-type]
+        if predicate is not None:
+            level = _LEVELS[value]
+            if _evaluate(predicate, point, level, False, on_error):
+                return level
     return None
 
 
