@@ -173,12 +173,13 @@ class FilterProgram:
         self.spec = spec
         self.use_or = operator == "or"
         self.data = tuple(_DataCheck.build(d) for d in (spec.data or ())) if spec else ()
+        self.passes_all = spec is None or (
+            spec.exprs is None and spec.data is None and spec.context is None and spec.time is None
+        )
 
     def evaluate(self, event: CloudEvent) -> FilterResult:
         spec = self.spec
-        if spec is None or (
-            spec.exprs is None and spec.data is None and spec.context is None and spec.time is None
-        ):
+        if spec is None or self.passes_all:
             return _PASS
         results: list[bool] = []
         errors: list[str] = []
@@ -269,6 +270,20 @@ class DependencyMatcher:
             program = FilterProgram(dep.filters, dep.filters_logical_operator)
             key = (dep.event_source_name, dep.event_name)
             self._by_key.setdefault(key, []).append((dep, program))
+
+    def keys(self) -> frozenset[tuple[str, str]]:
+        """The (source, subject) pairs some dependency listens to."""
+        return frozenset(self._by_key)
+
+    def unconditional(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """(source, subject) -> the dependencies matching it, for the pairs whose dependencies
+        all take every event unchanged (no transform, no filter): there, which dependencies an
+        event satisfies follows from its source and subject alone."""
+        return {
+            key: tuple(dep.name for dep, _ in deps)
+            for key, deps in self._by_key.items()
+            if all(dep.transform is None and program.passes_all for dep, program in deps)
+        }
 
     def match(self, event: CloudEvent) -> list[Match]:
         out: list[Match] = []

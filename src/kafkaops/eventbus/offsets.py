@@ -169,7 +169,7 @@ class TriggerPartition:
         if must_skip(self.fired, trigger, offset):
             self.replayed_skips += 1
             return None
-        firing = state.update(HeldEvent(item.dependency, item.event, offset, timestamp))
+        firing = state.update(HeldEvent(item, offset, timestamp))
         if firing is not None:
             self.fired[trigger] = offset + 1
         return firing

@@ -8,6 +8,8 @@ the event, so a crash in between publishes it again.
 
 One publisher serves every source of a bus in a process; a small thread serves its delivery
 reports so that both thread-based sources (Kafka) and coroutines (webhooks, calendars) can wait.
+`send` does not wait: a Kafka source reads and converts its next batch while the broker
+acknowledges the previous one, and commits each batch's input once its `Delivery` is complete.
 """
 
 from __future__ import annotations
@@ -23,23 +25,24 @@ from kafkaops.eventbus.bus import PRODUCER_SETTINGS
 from kafkaops.eventbus.cloudevents import CloudEvent
 from kafkaops.kafka import ClusterClients
 
-__all__ = ["EventPublisher", "PublishError"]
+__all__ = ["Delivery", "EventPublisher", "PublishError"]
 
 
 class PublishError(RuntimeError):
     """The broker did not take an event (after the producer's own retries)."""
 
 
-class _Result:
-    """Delivery reports of one `publish_many` call (filled from the poller thread)."""
+class Delivery:
+    """The delivery reports of one `send` (filled from the poller thread)."""
 
     def __init__(self, count: int) -> None:
+        self.count = count
         self.remaining = count
         self.errors: list[str] = []
-        self.done = threading.Event()
+        self._done = threading.Event()
         self._lock = threading.Lock()
         if count == 0:
-            self.done.set()
+            self._done.set()
 
     def report(self, err: KafkaError | None, _msg: Any = None) -> None:
         with self._lock:
@@ -47,7 +50,21 @@ class _Result:
                 self.errors.append(err.str())
             self.remaining -= 1
             if self.remaining <= 0:
-                self.done.set()
+                self._done.set()
+
+    @property
+    def complete(self) -> bool:
+        """Every event has its report (delivered or failed)."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> None:
+        """Wait for every report; PublishError if one is missing after `timeout` or failed."""
+        if not self._done.wait(timeout):
+            raise PublishError(
+                f"{self.remaining} of {self.count} events not acknowledged in {timeout}s"
+            )
+        if self.errors:
+            raise PublishError(f"{len(self.errors)} events not published: {self.errors[0]}")
 
 
 class EventPublisher:
@@ -75,17 +92,16 @@ class EventPublisher:
                 # The local queue is full; the poller drains it as deliveries complete.
                 self._closed.wait(0.05)
 
+    def send(self, events: Sequence[CloudEvent]) -> Delivery:
+        """Hand events to the producer, in order; the result completes as the broker answers."""
+        delivery = Delivery(len(events))
+        for event in events:
+            self._produce(event, delivery.report)
+        return delivery
+
     def publish_many(self, events: Sequence[CloudEvent]) -> None:
         """Publish and wait until the broker has every event; PublishError if any failed."""
-        result = _Result(len(events))
-        for event in events:
-            self._produce(event, result.report)
-        if not result.done.wait(self.timeout):
-            raise PublishError(
-                f"{result.remaining} of {len(events)} events not acknowledged in {self.timeout}s"
-            )
-        if result.errors:
-            raise PublishError(f"{len(result.errors)} events not published: {result.errors[0]}")
+        self.send(events).wait(self.timeout)
 
     async def publish(self, event: CloudEvent) -> None:
         """Publish one event and wait for the broker's acknowledgement (without blocking)."""

@@ -573,16 +573,15 @@ class EventStage(_Stage):
                 first.setdefault(partition, msg.offset())
                 nexts[partition] = msg.offset() + 1
                 try:
-                    event = CloudEvent.from_json(msg.value() or b"")
+                    records = ctx.plan.route_json(msg.value() or b"")
                 except CloudEventError as exc:
                     self.invalid.inc()
                     log.debug("skipping an invalid event", extra={"error": str(exc)})
                     continue
-                routing = ctx.plan.route(event)
-                if not routing.records:
+                if not records:
                     continue
                 stamp = _timestamp_ms(msg)
-                for record in routing.records:
+                for record in records:
                     if not in_txn:
                         self.begin()
                         in_txn = True

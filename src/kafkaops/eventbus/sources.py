@@ -7,7 +7,9 @@
 - **kafka**: one event per record of a topic, data `{topic, partition, key, body, timestamp,
   headers}` (body base64 unless `jsonBody`), consumed in a group (`consumerGroup.groupName`, else
   `{namespace}-{eventsource}-{event}`) and committed only after the events are published:
-  at-least-once, and a re-read record gets the same event id.
+  at-least-once, and a re-read record gets the same event id. Up to `_IN_FLIGHT` batches await
+  the broker's acknowledgement while the next ones are read; their offsets are committed in
+  order as they are acknowledged, and a failed batch is read again with everything after it.
 - **calendar**: a cron `schedule` (in `timezone`) or an `interval`, skipping `exclusionDates`.
 - **alerts**: alerts our alerting job published to Kafka (Kapacitor's alert JSON), one event per
   alert whose level passes `levels`; otherwise like a Kafka source.
@@ -24,13 +26,20 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from kafkaops.eventbus.bus import BusConnections
 from kafkaops.eventbus.cloudevents import (
@@ -41,7 +50,7 @@ from kafkaops.eventbus.cloudevents import (
     webhook_event_data,
 )
 from kafkaops.eventbus.metrics import EventbusMetrics
-from kafkaops.eventbus.publisher import EventPublisher, PublishError
+from kafkaops.eventbus.publisher import Delivery, EventPublisher, PublishError
 from kafkaops.eventbus.spec import (
     AlertsSource,
     CalendarSource,
@@ -66,6 +75,9 @@ __all__ = [
 log = logging.getLogger("kafkaops.eventbus.sources")
 
 _MAX_BATCH = 500
+# Batches published and not yet acknowledged: enough to keep reading while the broker answers,
+# few enough that a failure re-reads little.
+_IN_FLIGHT = 4
 
 
 def _now() -> datetime:
@@ -227,6 +239,15 @@ def alert_event(source: str, event: str, spec: AlertsSource, msg: Message) -> Cl
     )
 
 
+@dataclass
+class _Batch:
+    """A batch of records whose events were sent: where it starts and ends per partition."""
+
+    delivery: Delivery
+    starts: dict[tuple[str, int], int]
+    nexts: dict[tuple[str, int], int]
+
+
 class KafkaSourceWorker:
     """A Kafka (or alerts) source: consume, publish, then commit, in a thread of its own."""
 
@@ -255,6 +276,7 @@ class KafkaSourceWorker:
         )
         self.oldest = bool(group and group.from_oldest)
         self._next_slot = 0.0
+        self._in_flight: deque[_Batch] = deque()
 
     @property
     def topics(self) -> list[str]:
@@ -303,25 +325,33 @@ class KafkaSourceWorker:
                 "isolation.level": "read_committed",
             },
         )
+        self._in_flight.clear()
         try:
             partition = getattr(self.spec, "partition", None)
             if partition is not None and self.spec.consumer_group is None:
                 # Argo reads one partition when no group is given; offsets still go to ours.
                 consumer.assign([TopicPartition(self.topics[0], int(partition))])
             else:
-                consumer.subscribe(self.topics)
+                consumer.subscribe(self.topics, on_revoke=self._revoked)
             while not self.stop.is_set():
                 self._batch(consumer)
+            self._settle(consumer, len(self._in_flight), final=True)
         finally:
             consumer.close()
 
+    def _revoked(self, consumer: Any, _partitions: list[TopicPartition]) -> None:
+        """Before partitions go: commit what the broker has taken, so the next owner does not
+        publish it again. Read positions restart from the commits after the rebalance."""
+        self._settle(consumer, len(self._in_flight), final=True)
+
     def _batch(self, consumer: Any) -> None:
-        first = consumer.poll(0.2)
+        first = consumer.poll(0.02 if self._in_flight else 0.2)
         if first is None:
+            self._settle(consumer, 0)
             return
         messages = [first, *consumer.consume(_MAX_BATCH - 1, 0)]
         events: list[CloudEvent] = []
-        offsets: dict[tuple[str, int], int] = {}
+        nexts: dict[tuple[str, int], int] = {}
         starts: dict[tuple[str, int], int] = {}
         for msg in messages:
             err = msg.error()
@@ -331,7 +361,7 @@ class KafkaSourceWorker:
                 continue
             tp = (msg.topic(), msg.partition())
             starts.setdefault(tp, msg.offset())
-            offsets[tp] = msg.offset() + 1
+            nexts[tp] = msg.offset() + 1
             try:
                 event = self.convert(msg)
             except ValueError as exc:
@@ -343,21 +373,54 @@ class KafkaSourceWorker:
             if event is not None:
                 events.append(event)
         self._pace(len(events))
+        self._in_flight.append(_Batch(self.publisher.send(events), starts, nexts))
+        self._settle(consumer, 1 if len(self._in_flight) >= _IN_FLIGHT else 0)
+
+    def _settle(self, consumer: Any, wait: int, *, final: bool = False) -> None:
+        """Commit the input of the oldest batches the broker has acknowledged, in order,
+        waiting for the first `wait` of them. A batch that failed is read again from its start,
+        with every batch after it (unless `final`: then reading restarts from the commit).
+        """
+        done: dict[tuple[str, int], int] = {}
         try:
-            self.publisher.publish_many(events)
-        except PublishError as exc:
-            self.metrics.publish_errors.labels(self.source.name, self.event).inc(len(events))
-            log.error("publishing failed; reading again", extra={"error": str(exc)})
-            for (topic, partition), offset in starts.items():
-                consumer.seek(TopicPartition(topic, partition, offset))
-            self.stop.wait(1.0)
-            return
-        self.metrics.published.labels(self.source.name, self.event).inc(len(events))
-        if offsets:
+            while self._in_flight and (wait > 0 or self._in_flight[0].delivery.complete):
+                head = self._in_flight.popleft()
+                wait -= 1
+                try:
+                    head.delivery.wait(self.publisher.timeout)
+                except PublishError as exc:
+                    self._failed(consumer, head, exc, final)
+                    return
+                self.metrics.published.labels(self.source.name, self.event).inc(head.delivery.count)
+                done.update(head.nexts)
+        finally:
+            if done:
+                self._commit(consumer, done, final)
+
+    def _commit(self, consumer: Any, done: dict[tuple[str, int], int], final: bool) -> None:
+        """Commit (waiting for it only when `final`); a commit that fails only means those
+        records are read and published again, which at-least-once allows."""
+        try:
             consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
+                offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()],
+                asynchronous=not final,
             )
+        except KafkaException as exc:
+            log.warning("source offsets not committed", extra={"error": str(exc)})
+
+    def _failed(self, consumer: Any, head: _Batch, exc: PublishError, final: bool) -> None:
+        self.metrics.publish_errors.labels(self.source.name, self.event).inc(head.delivery.count)
+        log.error("publishing failed; reading again", extra={"error": str(exc)})
+        starts: dict[tuple[str, int], int] = {}
+        for batch in (head, *self._in_flight):
+            for tp, offset in batch.starts.items():
+                starts.setdefault(tp, offset)
+        self._in_flight.clear()
+        if final:
+            return
+        for (topic, partition), offset in starts.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+        self.stop.wait(1.0)
 
     def _pace(self, count: int) -> None:
         """`limitEventsPerSecond`: wait so this batch stays within the rate."""

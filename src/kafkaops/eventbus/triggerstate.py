@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from kafkaops.eventbus.cloudevents import CloudEvent, DependencyEvent
+from kafkaops.eventbus.cloudevents import CloudEvent, DependencyEvent, parse_event
 from kafkaops.eventbus.conditions import Condition
 from kafkaops.eventbus.filters import DependencyMatcher, Match
 from kafkaops.eventbus.spec import CronSchedule, Sensor, Trigger, reset_watermark
@@ -35,12 +35,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeldEvent:
-    """A trigger-topic record being held: its dependency, event, offset and record timestamp."""
+    """A trigger-topic record being held: its item (dependency and event), offset and record
+    timestamp. The item's event stays the bytes it was read as until someone looks at it."""
 
-    dependency: str
-    event: CloudEvent
+    item: DependencyEvent
     offset: int
     timestamp: datetime
 
@@ -49,8 +49,12 @@ class HeldEvent:
             raise ValueError("record timestamps must be timezone-aware (Kafka's are UTC)")
 
     @property
-    def item(self) -> DependencyEvent:
-        return DependencyEvent(self.dependency, self.event)
+    def dependency(self) -> str:
+        return self.item.dependency
+
+    @property
+    def event(self) -> CloudEvent:
+        return self.item.event
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,11 @@ class SensorPlan:
         for plan in self.triggers.values():
             for dep in plan.condition.dependencies:
                 self._by_dependency.setdefault(dep, []).append(plan)
+        self._listened = self.matcher.keys()
+        self._unconditional = {
+            key: tuple((dep, tuple(self._by_dependency.get(dep, ()))) for dep in deps)
+            for key, deps in self.matcher.unconditional().items()
+        }
 
     @property
     def stateful_triggers(self) -> Iterable[TriggerPlan]:
@@ -209,10 +218,34 @@ class SensorPlan:
             if not match.passed:
                 rejected.append(match)
                 continue
-            item = DependencyEvent(match.dependency, match.event)
-            for plan in self._by_dependency.get(match.dependency, ()):
-                if plan.stateful:
-                    records.append(TriggerRecord(plan.name, item))
-                else:
-                    records.append(ActionRecord(plan.name, (item,)))
+            self._add(records, DependencyEvent(match.dependency, match.event))
         return Routing(tuple(records), tuple(rejected))
+
+    def route_json(self, raw: bytes) -> tuple[TriggerRecord | ActionRecord, ...]:
+        """`route(...).records` for an event-topic record's bytes; CloudEventError when they are
+        not a valid event. An event whose dependencies take it unchanged is forwarded as these
+        very bytes (which `route` would write too), without building a `CloudEvent`."""
+        head = parse_event(raw)
+        key = (head["source"], head.get("subject") or "")
+        if key not in self._listened:
+            return ()
+        routes = self._unconditional.get(key)
+        if routes is None:
+            return self.route(CloudEvent.from_dict(head, raw=raw)).records
+        records: list[TriggerRecord | ActionRecord] = []
+        for dependency, plans in routes:
+            if plans:
+                self._add(records, DependencyEvent.from_raw(dependency, raw), plans)
+        return tuple(records)
+
+    def _add(
+        self,
+        records: list[TriggerRecord | ActionRecord],
+        item: DependencyEvent,
+        plans: Iterable[TriggerPlan] | None = None,
+    ) -> None:
+        for plan in self._by_dependency.get(item.dependency, ()) if plans is None else plans:
+            if plan.stateful:
+                records.append(TriggerRecord(plan.name, item))
+            else:
+                records.append(ActionRecord(plan.name, (item,)))

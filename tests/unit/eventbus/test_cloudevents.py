@@ -308,3 +308,64 @@ def test_any_event_round_trips(event_id, source, subject, data, micros):
         event_id, source, "t", subject=subject, time=WHEN.replace(microsecond=micros), data=data
     )
     assert CloudEvent.from_json(ev.to_json()) == ev
+
+
+def test_trigger_records_pass_the_event_bytes_through_unchanged():
+    raw = (
+        b'{"specversion":"1.0","id":"x","source":"s","type":"t","subject":"a",'
+        b'"time":"2024-01-02T03:04:05.123456789Z","data":{"n":1.50}}'
+    )
+    item = DependencyEvent("a", CloudEvent.from_json(raw))
+    key, value = encode_trigger_record("t1", item)
+    trigger, decoded = decode_trigger_record(key, value)
+    assert (trigger, decoded.dependency) == ("t1", "a")
+    _, action = encode_action_record(trigger, [decoded])
+    assert action == b'[{"dependencyName":"a","event":' + raw + b"}]"  # spacing, 1.50, ns kept
+    assert decoded == item
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{ "dependencyName": "a", "event": %s }',
+        b'{"event":%s,"dependencyName":"a"}',
+        b'{"dependencyName":"a","note":1,"event":%s}',
+        b'{"dependencyName":"x\\",\\"event\\":","event":%s,"dependencyName":"a"}',
+    ],
+)
+def test_trigger_records_in_other_layouts_decode_like_any_json(value):
+    ev = event(data={"x": 1})
+    _, item = decode_trigger_record(b"t1", value % ev.to_json())
+    assert item == DependencyEvent("a", ev)
+
+
+def test_a_trigger_record_holding_an_invalid_event_is_rejected():
+    bad = b'{"specversion":"1.0","id":"x","source":"s","type":"t","time":"yesterday"}'
+    with pytest.raises(CloudEventError, match="RFC 3339"):
+        decode_trigger_record(b"t1", b'{"dependencyName":"a","event":' + bad + b"}")
+
+
+def test_integers_beyond_64_bits_stay_exact():
+    raw = (
+        b'{"specversion":"1.0","id":"x","source":"s","type":"t",'
+        b'"data":{"big":123456789012345678901234567890,"n":18446744073709551615}}'
+    )
+    parsed = CloudEvent.from_json(raw)
+    assert parsed.data == {"big": 123456789012345678901234567890, "n": 2**64 - 1}
+    assert json.loads(parsed.with_data(parsed.data).to_json())["data"] == parsed.data
+    body = kafka_event_data(
+        topic="t", partition=0, key=None, value=b'{"id": 98765432109876543210}',
+        timestamp=WHEN, json_body=True,
+    )["body"]  # fmt: skip
+    assert body == {"id": 98765432109876543210}
+
+
+@pytest.mark.parametrize("raw", [b'{"x": NaN}', b'"\\ud800"', b"1e400"])
+def test_json_that_is_not_interchangeable_is_refused(raw):
+    """Go's encoding/json refuses these too; the stdlib parser would let NaN onto the bus."""
+    with pytest.raises(ValueError, match="jsonBody is set"):
+        kafka_event_data(
+            topic="t", partition=0, key=None, value=raw, timestamp=WHEN, json_body=True
+        )
+    with pytest.raises(ValueError, match="not JSON"):
+        webhook_event_data({}, raw)

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from confluent_kafka import KafkaError
 
 from kafkaops.eventbus.cloudevents import CloudEvent
 from kafkaops.eventbus.metrics import EventbusMetrics
-from kafkaops.eventbus.publisher import PublishError
+from kafkaops.eventbus.publisher import Delivery, PublishError
 from kafkaops.eventbus.sources import (
+    _IN_FLIGHT,
+    KafkaSourceWorker,
     WebhookEndpoint,
     WebhookRegistry,
     alert_event,
@@ -222,3 +225,135 @@ def test_alert_events_follow_the_levels_filter() -> None:
     assert alert_event("src", "cpu", spec, FakeMessage(b'{"level": "OK"}')) is None
     with pytest.raises(ValueError, match="not JSON"):
         alert_event("src", "cpu", spec, FakeMessage(b"nope"))
+
+
+# --------------------------------------------------------------------------- Kafka source batches
+
+
+class OffsetMessage:
+    """A record of partition 0 of `rows` at a given offset."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "rows"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return b"row"
+
+    def headers(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+
+class SourceConsumer:
+    """Hands out one record per poll and records commits and seeks."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.commits: list[tuple[dict[int, int], bool]] = []
+        self.seeks: list[int] = []
+
+    def poll(self, _timeout: float) -> OffsetMessage:
+        self.next += 1
+        return OffsetMessage(self.next - 1)
+
+    def consume(self, _count: int, _timeout: float) -> list[OffsetMessage]:
+        return []
+
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        self.commits.append(({tp.partition: tp.offset for tp in offsets}, asynchronous))
+
+    def seek(self, tp: Any) -> None:
+        self.seeks.append(tp.offset)
+
+
+class HeldPublisher:
+    """Sends nothing: each batch's Delivery is settled by the test."""
+
+    timeout = 0.01
+
+    def __init__(self) -> None:
+        self.sent: list[Delivery] = []
+
+    def send(self, events: list[CloudEvent]) -> Delivery:
+        self.sent.append(Delivery(len(events)))
+        return self.sent[-1]
+
+
+def worker(publisher: HeldPublisher) -> KafkaSourceWorker:
+    src = source("  kafka:\n    rows: {url: 'k1:9092', topic: rows}\n")
+    worker = KafkaSourceWorker(
+        src,
+        "rows",
+        src.spec.kafka["rows"],
+        clients=None,  # type: ignore[arg-type]
+        publisher=publisher,  # type: ignore[arg-type]
+        metrics=EventbusMetrics(),
+    )
+    worker.stop.set()  # no pause after a failed batch
+    return worker
+
+
+def test_source_commits_acknowledged_batches_in_order_only() -> None:
+    publisher, consumer = HeldPublisher(), SourceConsumer()
+    w = worker(publisher)
+    w._batch(consumer)
+    w._batch(consumer)
+    publisher.sent[1].report(None)  # the second batch is acknowledged first
+    w._settle(consumer, 0)
+    assert consumer.commits == []
+    publisher.sent[0].report(None)
+    w._settle(consumer, 0)
+    assert consumer.commits == [({0: 2}, True)]
+
+
+def test_a_failed_batch_is_read_again_with_every_batch_after_it() -> None:
+    publisher, consumer = HeldPublisher(), SourceConsumer()
+    w = worker(publisher)
+    for _ in range(3):
+        w._batch(consumer)
+    publisher.sent[0].report(None)
+    publisher.sent[1].report(KafkaError(KafkaError._MSG_TIMED_OUT))
+    publisher.sent[2].report(None)
+    w._settle(consumer, 0)
+    assert consumer.commits == [({0: 1}, True)]  # only the batch before the failure
+    assert consumer.seeks == [1]  # offsets 1 and 2 are read and published again
+    assert not w._in_flight
+
+
+def test_a_full_window_waits_for_the_oldest_batch() -> None:
+    publisher, consumer = HeldPublisher(), SourceConsumer()
+    w = worker(publisher)
+    for _ in range(_IN_FLIGHT - 1):
+        w._batch(consumer)
+    assert len(w._in_flight) == _IN_FLIGHT - 1 and consumer.seeks == []
+    w._batch(consumer)  # the window is full: the oldest batch is awaited and times out
+    assert consumer.seeks == [0]
+    assert consumer.commits == [] and not w._in_flight
+
+
+def test_stopping_commits_what_was_acknowledged_and_waits_for_it() -> None:
+    publisher, consumer = HeldPublisher(), SourceConsumer()
+    w = worker(publisher)
+    w._batch(consumer)
+    w._batch(consumer)
+    publisher.sent[0].report(None)
+    publisher.sent[1].report(None)
+    w._settle(consumer, len(w._in_flight), final=True)
+    assert consumer.commits == [({0: 2}, False)]

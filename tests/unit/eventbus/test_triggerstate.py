@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kafkaops.eventbus.cloudevents import CloudEvent
+from kafkaops.eventbus.cloudevents import (
+    CloudEvent,
+    CloudEventError,
+    DependencyEvent,
+    encode_action_record,
+    encode_trigger_record,
+)
 from kafkaops.eventbus.conditions import compile_condition
 from kafkaops.eventbus.spec import CronSchedule, load_definitions
 from kafkaops.eventbus.triggerstate import (
@@ -21,7 +28,7 @@ T0 = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
 
 def held(dep, n, offset=None, at=None):
     ev = CloudEvent(f"{dep}{n}", "src", "t", subject=dep, time=T0)
-    return HeldEvent(dep, ev, n if offset is None else offset, at or T0)
+    return HeldEvent(DependencyEvent(dep, ev), n if offset is None else offset, at or T0)
 
 
 def state(text="a && b", deps=("a", "b", "c", "d"), resets=(), now=None):
@@ -133,7 +140,9 @@ def test_every_firing_satisfies_the_condition_with_the_latest_events(deps):
     latest: dict[str, int] = {}
     for offset, dep in enumerate(deps):
         latest[dep] = offset
-        firing = s.update(HeldEvent(dep, CloudEvent(str(offset), "s", "t"), offset, T0))
+        firing = s.update(
+            HeldEvent(DependencyEvent(dep, CloudEvent(str(offset), "s", "t")), offset, T0)
+        )
         if firing is None:
             assert not cond.evaluate({h.dependency for h in s.held})
             continue
@@ -204,6 +213,35 @@ def test_route_ignores_dependencies_no_condition_names_and_unknown_events():
     p = plan()
     assert p.route(ev("u")).records == ()
     assert p.route(CloudEvent("x", "elsewhere", "t", subject="a")).records == ()
+
+
+def _written(records):
+    return [
+        (type(r).__name__, r.trigger, encode_trigger_record(r.trigger, r.item)[1])
+        if isinstance(r, TriggerRecord)
+        else (type(r).__name__, r.trigger, encode_action_record(r.trigger, r.items)[1])
+        for r in records
+    ]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev("a", {"x": 1}),  # no transform, no filter: forwarded as its bytes
+        ev("b", {"value": 1}),  # transformed and filtered
+        ev("b", {"value": 2}),  # filtered out
+        ev("u"),  # no trigger names the dependency
+        CloudEvent("x", "elsewhere", "t", subject="a"),  # no dependency at all
+    ],
+)
+def test_route_json_writes_what_route_writes(event):
+    p = plan()
+    assert _written(p.route_json(event.to_json())) == _written(p.route(event).records)
+
+
+def test_route_json_refuses_what_is_not_an_event():
+    with pytest.raises(CloudEventError, match="specversion"):
+        plan().route_json(b'{"source": "src", "subject": "a"}')
 
 
 def test_plan_state_uses_the_trigger_resets():
