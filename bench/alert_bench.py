@@ -282,7 +282,7 @@ def main() -> None:
     rates = [in_process_run(points, tmp) for _ in range(args.runs)]
     summary(f"points through one rule, in process ({args.points:,} points)", rates, "points/s")
 
-    with LocalCluster(name="alertbench") as cluster:
+    with LocalCluster(name="alertbench", throughput=True) as cluster:
         daemon = DaemonProcess(cluster, tmp)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=60)

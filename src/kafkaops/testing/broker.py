@@ -105,6 +105,7 @@ class KafkaNode:
     ports: dict[str, int]
     properties: dict[str, Any]
     heap: str
+    throughput: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,12 +121,16 @@ class KafkaNode:
         return self.process is not None and self.process.poll() is None
 
     def jvm(self, main: str, *args: str) -> list[str]:
+        # Tests want a broker up fast and small: the C1 compiler only and the serial collector.
+        # Benchmarks want one that runs like a real broker: full JIT and G1, as Kafka ships.
+        tuning = (
+            ["-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+            if self.throughput
+            else ["-Xms64m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+        )
         return [
             java(),
-            "-Xms64m",
-            f"-Xmx{self.heap}",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
+            *tuning,
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
@@ -193,6 +198,8 @@ class LocalCluster:
     keep_workdir: bool = False
     port: int = 0
     """PLAINTEXT port of the first node; 0 picks a free one."""
+    throughput: bool = False
+    """JVM settings for sustained throughput (benchmarks) instead of a fast, small start."""
     cluster_id: str = field(default_factory=new_cluster_id)
     members: list[KafkaNode] = field(default_factory=list)
     tls: Any = None
@@ -216,7 +223,9 @@ class LocalCluster:
         for i, node_ports in enumerate(ports):
             home = self.workdir / f"node{i + 1}"
             props = self._properties(i + 1, node_ports, voters, home)
-            self.members.append(KafkaNode(i + 1, home, node_ports, props, heap))
+            self.members.append(
+                KafkaNode(i + 1, home, node_ports, props, heap, throughput=self.throughput)
+            )
 
     def _ports(self) -> dict[str, int]:
         names = ["PLAINTEXT", "CONTROLLER"]

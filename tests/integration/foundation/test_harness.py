@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
@@ -39,6 +40,19 @@ def test_produce_consume_on_one_node(kafka: LocalCluster, unique: str) -> None:
     create_topic(clients.admin(), unique, partitions=3)
     got = roundtrip(clients, unique, 30)
     assert sorted(got) == sorted(f"v{i}".encode() for i in range(30))
+
+
+def test_a_throughput_broker_runs_with_the_shipped_jvm_settings(unique: str) -> None:
+    """Benchmarks start brokers with full JIT and G1 instead of the tests' fast-start JVM."""
+    with LocalCluster(name="throughput", throughput=True) as cluster:
+        (node,) = cluster.members
+        assert node.process is not None
+        cmdline = Path(f"/proc/{node.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"-XX:+UseG1GC" in cmdline
+        assert b"-XX:TieredStopAtLevel=1" not in cmdline
+        clients = clients_for(cluster.cluster_section())
+        create_topic(clients.admin(), unique, partitions=1)
+        assert roundtrip(clients, unique, 5) == [f"v{i}".encode() for i in range(5)]
 
 
 def test_three_nodes_survive_one_node_down(kafka3: LocalCluster, unique: str) -> None:
