@@ -374,7 +374,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"kafkaops": [], "baseline": []}
     with (
         tempfile.TemporaryDirectory(prefix="eventbus-bench-") as tmp,
-        LocalCluster(name="eventbus-bench") as cluster,
+        LocalCluster(name="eventbus-bench", throughput=True) as cluster,
     ):
         for i in range(args.runs):
             results["kafkaops"].append(run_kafkaops(cluster, Path(tmp), args, i))
