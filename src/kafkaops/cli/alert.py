@@ -375,7 +375,7 @@ def test_service(
     key: str | None,
     message: str | None,
 ) -> None:
-    """Send a test record through the daemon's Kafka handler and report the broker's answer."""
+    """Send a test record from the daemon to a [[kafka]] cluster and report the broker's answer."""
     options = {"cluster": cluster, "topic": topic, "key": key, "message": message}
     body = {k: v for k, v in options.items() if v is not None}
     _, result = _client(ctx).call("POST", f"/kapacitor/v1/service-tests/{service}", body)
