@@ -13,6 +13,8 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+import jsonpatch
+import jsonpointer
 from aiohttp import web
 
 from kafkaops import __version__
@@ -53,17 +55,19 @@ def _time(ns: int) -> str:
     return Time(ns).rfc3339nano()
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, kind: type = dict) -> Any:
+    """The request's JSON body, which must be a `kind` (an object, or a list for JSON Patch)."""
     text = await request.text()
     try:
-        data = json.loads(text) if text.strip() else {}
+        data = json.loads(text) if text.strip() else kind()
     except json.JSONDecodeError as exc:
         raise web.HTTPBadRequest(
             text=json.dumps({"error": f"invalid JSON body: {exc}"}), content_type="application/json"
         ) from None
-    if not isinstance(data, dict):
+    if not isinstance(data, kind):
+        name = "a JSON object" if kind is dict else "a JSON array (RFC 6902 JSON Patch)"
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body must be a JSON object"}),
+            text=json.dumps({"error": f"the body must be {name}"}),
             content_type="application/json",
         )
     return data
@@ -268,6 +272,18 @@ def topic_routes(topics: Topics, clusters: Collection[str]) -> list[web.RouteDef
             return _error(404, f"unknown event {event_id!r} in topic {topic!r}")
         return web.json_response(event_json(topic, state))
 
+    one = TOPICS + "/{topic}"
+    return [
+        web.get(TOPICS, list_topics),
+        web.get(one, get_topic),
+        web.delete(one, delete_topic),
+        web.get(one + "/events", list_events),
+        web.get(one + "/events/{id:.+}", get_event),
+        *_handler_routes(topics, clusters),
+    ]
+
+
+def _handler_routes(topics: Topics, clusters: Collection[str]) -> list[web.RouteDef]:
     async def list_handlers(request: web.Request) -> web.Response:
         topic, pattern = request.match_info["topic"], _pattern(request)
         chosen = [
@@ -308,6 +324,23 @@ def topic_routes(topics: Topics, clusters: Collection[str]) -> list[web.RouteDef
             return _error(404, f"unknown handler {handler_id!r} on topic {topic!r}")
         return _put(topic, await _json_body(request), handler_id)
 
+    async def patch_handler(request: web.Request) -> web.Response:
+        """Kapacitor's PATCH: an RFC 6902 JSON Patch over the handler's id, kind, match and
+        options; the result is validated like a PUT body."""
+        topic, handler_id = request.match_info["topic"], request.match_info["id"]
+        bound = topics.get_handler(topic, handler_id)
+        if bound is None:
+            return _error(404, f"unknown handler {handler_id!r} on topic {topic!r}")
+        operations = await _json_body(request, list)
+        current = {k: v for k, v in handler_json(topic, bound).items() if k != "link"}
+        try:
+            patched = jsonpatch.apply_patch(current, operations)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            return _error(400, f"patch: {exc}")
+        if not isinstance(patched, dict):
+            return _error(400, "patch: the result must stay a JSON object")
+        return _put(topic, patched, handler_id)
+
     async def get_handler(request: web.Request) -> web.Response:
         topic, handler_id = request.match_info["topic"], request.match_info["id"]
         bound = topics.get_handler(topic, handler_id)
@@ -321,18 +354,14 @@ def topic_routes(topics: Topics, clusters: Collection[str]) -> list[web.RouteDef
             return _error(404, f"unknown handler {handler_id!r} on topic {topic!r}")
         return web.Response(status=204)
 
-    one = TOPICS + "/{topic}"
+    handlers = TOPICS + "/{topic}/handlers"
     return [
-        web.get(TOPICS, list_topics),
-        web.get(one, get_topic),
-        web.delete(one, delete_topic),
-        web.get(one + "/events", list_events),
-        web.get(one + "/events/{id:.+}", get_event),
-        web.get(one + "/handlers", list_handlers),
-        web.post(one + "/handlers", create_handler),
-        web.get(one + "/handlers/{id}", get_handler),
-        web.put(one + "/handlers/{id}", replace_handler),
-        web.delete(one + "/handlers/{id}", delete_handler),
+        web.get(handlers, list_handlers),
+        web.post(handlers, create_handler),
+        web.get(handlers + "/{id}", get_handler),
+        web.put(handlers + "/{id}", replace_handler),
+        web.patch(handlers + "/{id}", patch_handler),
+        web.delete(handlers + "/{id}", delete_handler),
     ]
 
 

@@ -235,6 +235,47 @@ async def test_write_topics_events_and_handlers(api: Api) -> None:
     assert status == 404
 
 
+async def test_patch_a_topic_handler_with_json_patch(api: Api) -> None:
+    path = "/kapacitor/v1/alerts/topics/ops/handlers/log"
+    await api.call(
+        "POST",
+        "/kapacitor/v1/alerts/topics/ops/handlers",
+        {"id": "log", "kind": "log", "options": {"path": "/tmp/a.log"}},
+    )
+    status, patched = await api.call(
+        "PATCH",
+        path,
+        [
+            {"op": "replace", "path": "/options/path", "value": "/tmp/b.log"},
+            {"op": "add", "path": "/match", "value": "changed()"},
+        ],
+    )
+    assert (status, patched["options"], patched["match"]) == (
+        200,
+        {"path": "/tmp/b.log"},
+        "changed()",
+    )
+    assert (await api.call("GET", path))[1]["options"] == {"path": "/tmp/b.log"}
+    status, answer = await api.call(
+        "PATCH", path, [{"op": "replace", "path": "/options/nope/deeper", "value": 1}]
+    )
+    assert status == 400
+    assert answer["error"].startswith("patch: ")
+    status, answer = await api.call("PATCH", path, [{"op": "replace", "path": "/id", "value": "x"}])
+    assert (status, answer["error"]) == (400, "id: the body says 'x', the path 'log'")
+    status, answer = await api.call(
+        "PATCH", path, [{"op": "replace", "path": "/kind", "value": "smtp"}]
+    )
+    assert status == 400
+    assert "unsupported handler kind 'smtp'" in answer["error"]
+    status, answer = await api.call("PATCH", path, {"op": "replace"})
+    assert (status, answer["error"]) == (400, "the body must be a JSON array (RFC 6902 JSON Patch)")
+    status, _ = await api.call("PATCH", "/kapacitor/v1/alerts/topics/ops/handlers/none", [])
+    assert status == 404
+    # Refused patches changed nothing.
+    assert (await api.call("GET", path))[1]["options"] == {"path": "/tmp/b.log"}
+
+
 async def test_write_answers(api: Api) -> None:
     await api.call(
         "POST", "/kapacitor/v1/tasks", {"id": "cpu", "script": TASK, "status": "enabled"}
