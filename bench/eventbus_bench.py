@@ -17,8 +17,12 @@ runs both phases through a plain consume->produce loop in its own process (one c
 idempotent producer, offsets committed per batch, no transactions, no parsing beyond reading the
 timestamp). Prints the median over runs and the ratio kafkaops / baseline.
 
+`--warmup N` first sends N events through each pipeline untimed: the broker's JIT compiles
+its transaction paths (which only kafkaops uses) over the first several hundred transactions, and
+without a warm-up that cost lands on the first kafkaops run alone.
+
 Usage: python bench/eventbus_bench.py [--runs 3] [--events 40000] [--rate 2000] [--seconds 10]
-                                      [--split]
+                                      [--split] [--warmup 0]
 """
 
 from __future__ import annotations
@@ -366,6 +370,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000, help="steady-phase events/s")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--split", action="store_true", help="sources and sensors apart")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="events through both pipelines once, untimed, before the runs (broker JIT)",
+    )
     parser.add_argument("--baseline-worker", nargs=2, metavar=("BROKERS", "NAME"))
     args = parser.parse_args()
     if args.baseline_worker:
@@ -376,6 +386,11 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="eventbus-bench-") as tmp,
         LocalCluster(name="eventbus-bench", throughput=True) as cluster,
     ):
+        if args.warmup:
+            warm = argparse.Namespace(**{**vars(args), "events": args.warmup, "seconds": 2})
+            run_kafkaops(cluster, Path(tmp), warm, -1)
+            run_baseline(cluster, warm, -1)
+            print(f"warm-up: {args.warmup:,} events through each pipeline (not counted)")
         for i in range(args.runs):
             results["kafkaops"].append(run_kafkaops(cluster, Path(tmp), args, i))
             results["baseline"].append(run_baseline(cluster, args, i))

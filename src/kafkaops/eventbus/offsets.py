@@ -30,6 +30,7 @@ from kafkaops.eventbus.triggerstate import Firing, HeldEvent, SensorPlan, Trigge
 __all__ = [
     "OFFSET_METADATA_MAX_BYTES",
     "Batcher",
+    "Checkpoint",
     "CommitPosition",
     "MetadataError",
     "TriggerPartition",
@@ -120,7 +121,9 @@ class CommitPosition:
 
 
 @dataclass
-class _Snapshot:
+class Checkpoint:
+    """A `TriggerPartition`'s state as of one batch (copies, unaffected by later batches)."""
+
     next_offset: int
     fired: dict[str, int]
     states: dict[str, TriggerState]
@@ -195,9 +198,15 @@ class TriggerPartition:
             offset, encode_metadata(self.fired, max_bytes=self.max_metadata_bytes)
         )
 
-    def committed(self) -> None:
-        """The batch's transaction committed: this state is the new point to roll back to."""
-        self._baseline = self._snapshot()
+    def checkpoint(self) -> Checkpoint:
+        """This state, to pass to `committed` once the batch's transaction committed: the
+        stage may process the next batch while it commits."""
+        return self._snapshot()
+
+    def committed(self, checkpoint: Checkpoint | None = None) -> None:
+        """The batch's transaction committed: its state (`checkpoint`, else the current one)
+        is the new point to roll back to."""
+        self._baseline = self._snapshot() if checkpoint is None else checkpoint
 
     def rollback(self) -> int:
         """The transaction failed: return to the last committed state; seek to the result."""
@@ -207,8 +216,8 @@ class TriggerPartition:
         self.states = {name: s.copy() for name, s in base.states.items()}
         return self.next_offset
 
-    def _snapshot(self) -> _Snapshot:
-        return _Snapshot(
+    def _snapshot(self) -> Checkpoint:
+        return Checkpoint(
             self.next_offset,
             dict(self.fired),
             {name: s.copy() for name, s in self.states.items()},

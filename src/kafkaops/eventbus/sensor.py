@@ -15,6 +15,11 @@ that lost its partitions in a rebalance (a zombie) has an old generation, the gr
 refuses its offsets, and its whole transaction aborts. Consumers read `read_committed`, so
 output of an aborted transaction is never seen downstream.
 
+The event and trigger stages pipeline their batches: while one batch's transaction commits (in
+a helper thread; the broker's answers take most of a batch's time), the stage reads and
+prepares the next, whose transaction begins only after that commit. If the commit fails, the
+prepared batch is dropped too and both are read again after the rollback below.
+
 Failure handling is "return to the last commit": when BeginTxn, a produce, or the commit fails,
 the transaction is aborted, the trigger partitions' state is rolled back to its snapshot at the
 last commit (`TriggerPartition.rollback`), and the consumer seeks back to where that commit
@@ -41,7 +46,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,7 +80,12 @@ from kafkaops.eventbus.cloudevents import (
 )
 from kafkaops.eventbus.config import EventbusSection
 from kafkaops.eventbus.metrics import EventbusMetrics
-from kafkaops.eventbus.offsets import MetadataError, TriggerPartition, auto_offset_reset
+from kafkaops.eventbus.offsets import (
+    Checkpoint,
+    MetadataError,
+    TriggerPartition,
+    auto_offset_reset,
+)
 from kafkaops.eventbus.spec import (
     EventBus,
     Sensor,
@@ -223,6 +234,9 @@ class _Stage:
 
     role = "stage"
     transactional = True
+    pipelined = False
+    begin_window = ""
+    produced_window = ""
 
     def __init__(self, ctx: SensorContext) -> None:
         self.ctx = ctx
@@ -232,6 +246,8 @@ class _Stage:
         self.producer: Producer | None = None
         self.assigned: set[int] = set()
         self.pending: list[Message] = []
+        self._in_flight: tuple[_Work, Future[None]] | None = None
+        self._failed: tuple[_Work, BaseException] | None = None
         self.callback_error: Exception | None = None
         self.records = ctx.metrics.records.labels(ctx.name, self.role)
         self.invalid = ctx.metrics.invalid.labels(ctx.name, self.role)
@@ -250,10 +266,33 @@ class _Stage:
         raise NotImplementedError
 
     def handle(self, batch: list[Message]) -> None:
+        """Process one batch and commit it (pipelined stages: without overlapping anything)."""
+        work = self.prepare(batch)
+        if work is None:
+            return
+        assert self.consumer is not None
+        try:
+            self.write(work, self.consumer.consumer_group_metadata())
+        except (KafkaException, failpoints.InjectedFailure) as exc:
+            self.rewind(work, exc, None)
+            return
+        self.written(work)
+
+    # -- what pipelined stages (a transaction per batch) define
+
+    def prepare(self, batch: list[Message]) -> _Work | None:
+        """A batch's output and the offsets to commit, without any Kafka call, so it can run
+        while the previous batch's transaction commits; None when there is nothing to commit."""
         raise NotImplementedError
 
-    def tick(self) -> None:
-        """Periodic work between batches."""
+    def written(self, work: _Work) -> None:
+        """`work` committed."""
+        raise NotImplementedError
+
+    def rewind(self, work: _Work, exc: BaseException, later: _Work | None) -> None:
+        """`work` failed: abort, and return to the last commit, dropping `later` (prepared
+        after `work`) too."""
+        raise NotImplementedError
 
     def assigned_partitions(self, committed: list[TopicPartition]) -> list[TopicPartition]:
         """Prepare newly assigned partitions (given with their committed offsets and metadata);
@@ -323,14 +362,54 @@ class _Stage:
         """Process batches until the sensor stops."""
         self.open()
         try:
+            if self.pipelined:
+                self._run_pipelined()
+                return
             while not self.ctx.stop.is_set():
                 batch = self.collect()
                 if batch:
                     self.records.inc(len(batch))
                     self.handle(batch)
-                self.tick()
         finally:
             self.close()
+
+    def _run_pipelined(self) -> None:
+        """A batch's transaction commits in a helper thread while this one reads and prepares
+        the next batch: committing waits on the broker (tens of ms per transaction under load)
+        without the GIL, and preparing takes about as long again. At most one transaction is
+        in flight: the next begins after it committed; if it failed, the batch prepared
+        meanwhile is dropped with it and the stage returns to the last commit."""
+        committer = ThreadPoolExecutor(1, f"{self.ctx.name}-{self.role}-commit")
+        try:
+            while not self.ctx.stop.is_set():
+                batch = self.collect()
+                if batch:
+                    self.records.inc(len(batch))
+                work = self.prepare(batch)
+                if not self._settle(work) or work is None:
+                    continue
+                assert self.consumer is not None
+                metadata = self.consumer.consumer_group_metadata()
+                self._in_flight = (work, committer.submit(self.write, work, metadata))
+        finally:
+            try:
+                self._settle(None)
+            finally:
+                committer.shutdown()
+
+    def _settle(self, later: _Work | None) -> bool:
+        """Wait for the transaction in flight; False when it failed (see `rewind`)."""
+        if self._in_flight is None:
+            return True
+        work, future = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+        except (KafkaException, failpoints.InjectedFailure) as exc:
+            self.rewind(work, exc, later)
+            return False
+        self.written(work)
+        return True
 
     # -- batching
 
@@ -343,8 +422,7 @@ class _Stage:
         assert self.consumer is not None
         self.pending = []
         first = self.consumer.poll(_POLL)
-        self._check_callbacks()
-        if first is None:
+        if self._check_callbacks() or first is None:
             return []
         self._accept([first])
         deadline = time.monotonic() + self.settings.batch_timeout
@@ -353,7 +431,8 @@ class _Stage:
             if room <= 0:
                 break
             more = self.consumer.consume(room, 0)
-            self._check_callbacks()
+            if self._check_callbacks():
+                return []
             if not more:
                 break
             self._accept(more)
@@ -396,12 +475,21 @@ class _Stage:
             if self.callback_error is None:
                 self.callback_error = exc
 
-    def _check_callbacks(self) -> None:
+    def _check_callbacks(self) -> bool:
+        """Raise a rebalance callback's error; True when a transaction that failed while it
+        ran was rewound: the records read so far (by this poll too) are dropped."""
         error, self.callback_error = self.callback_error, None
         if error is not None:
             raise RebalanceFailed(
                 f"{self.role} stage: rebalance callback failed: {error}"
             ) from error
+        if self._failed is None:
+            return False
+        work, exc = self._failed
+        self._failed = None
+        self.pending = []
+        self.rewind(work, exc, None)
+        return True
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         failpoints.hit("rebalance")
@@ -432,6 +520,17 @@ class _Stage:
             self.positions.labels(self.ctx.name, self.role, str(partition)).set(offset)
 
     def _drop(self, partitions: list[int], why: str) -> None:
+        if self._in_flight is not None:
+            # The next owner starts from the outcome. A failure is rewound once poll returns:
+            # records it returns along with this callback may predate a seek made here.
+            work, future = self._in_flight
+            self._in_flight = None
+            try:
+                future.result()
+            except (KafkaException, failpoints.InjectedFailure) as exc:
+                self._failed = (work, exc)
+            else:
+                self.written(work)
         gone = set(partitions)
         self.assigned -= gone
         for partition in gone:
@@ -465,10 +564,16 @@ class _Stage:
         assert self.producer is not None
         self.producer.begin_transaction()
 
-    def commit(self, offsets: list[TopicPartition], in_txn: bool, window: str) -> None:
-        """Commit `offsets`: inside the open transaction (fenced by group metadata, KIP-447),
-        or as a plain offset commit (fenced by the group generation) when nothing was produced.
-        Raises on failure; `recover` then cleans up."""
+    def commit(
+        self,
+        offsets: list[TopicPartition],
+        in_txn: bool,
+        window: str,
+        metadata: object | None = None,
+    ) -> None:
+        """Commit `offsets`: inside the open transaction (fenced by group metadata, KIP-447:
+        `metadata`, else the consumer's now), or as a plain offset commit (fenced by the group
+        generation) when nothing was produced. Raises on failure; `recover` then cleans up."""
         assert self.consumer is not None
         if not in_txn:
             self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -476,12 +581,26 @@ class _Stage:
             return
         assert self.producer is not None
         failpoints.hit(window)
-        metadata = self.consumer.consumer_group_metadata()
+        if metadata is None:
+            metadata = self.consumer.consumer_group_metadata()
         self._retrying(
             lambda: self.producer.send_offsets_to_transaction(offsets, metadata, self.timeout)  # type: ignore[union-attr]
         )
         self._retrying(lambda: self.producer.commit_transaction(self.timeout))  # type: ignore[union-attr]
         self.committed_txns.inc()
+
+    def write(self, work: _Work, metadata: object) -> None:
+        """Produce a prepared batch's output and commit its input offsets in one transaction
+        (offsets alone when it has no output). Raises on failure; `rewind` then cleans up."""
+        if work.records:
+            failpoints.hit(self.begin_window)
+            self.begin()
+            work.in_txn = True
+            for topic, key, value, stamp in work.records:
+                self.produce(topic, key, value, stamp)
+            for trigger in work.firings:
+                self.ctx.metrics.firings.labels(self.ctx.name, trigger).inc()
+        self.commit(work.offsets, bool(work.records), self.produced_window, metadata)
 
     def _retrying(self, call: Callable[[], None], attempts: int = 3) -> None:
         for attempt in range(attempts):
@@ -529,6 +648,8 @@ class EventStage(_Stage):
     """Event topic -> trigger topic (stateful triggers) / action topic (simple triggers)."""
 
     role = "event"
+    pipelined = True
+    produced_window = "event-produced"
 
     @property
     def topic(self) -> str:
@@ -562,52 +683,70 @@ class EventStage(_Stage):
             self.consumer.commit(offsets=fresh, asynchronous=False)
         return out
 
-    def handle(self, batch: list[Message]) -> None:
+    def prepare(self, batch: list[Message]) -> _Work | None:
+        if not batch:
+            return None
         ctx = self.ctx
-        first: dict[int, int] = {}
+        work = _Work()
         nexts: dict[int, int] = {}
-        in_txn = False
-        try:
-            for msg in batch:
-                partition = msg.partition()
-                first.setdefault(partition, msg.offset())
-                nexts[partition] = msg.offset() + 1
-                try:
-                    records = ctx.plan.route_json(msg.value() or b"")
-                except CloudEventError as exc:
-                    self.invalid.inc()
-                    log.debug("skipping an invalid event", extra={"error": str(exc)})
-                    continue
-                if not records:
-                    continue
-                stamp = _timestamp_ms(msg)
-                for record in records:
-                    if not in_txn:
-                        self.begin()
-                        in_txn = True
-                    if isinstance(record, ActionRecord):
-                        key, value = encode_action_record(record.trigger, record.items)
-                        self.produce(ctx.topics.action, key, value, stamp)
-                        ctx.metrics.firings.labels(ctx.name, record.trigger).inc()
-                    else:
-                        key, value = encode_trigger_record(record.trigger, record.item)
-                        # The trigger stage judges resets on record timestamps: keep the event's.
-                        self.produce(ctx.topics.trigger, key, value, stamp)
-            offsets = [TopicPartition(self.topic, p, o) for p, o in nexts.items()]
-            self.commit(offsets, in_txn, "event-produced")
-        except (KafkaException, failpoints.InjectedFailure) as exc:
-            self.recover(exc, in_txn)
-            for partition, offset in first.items():
+        for msg in batch:
+            partition = msg.partition()
+            work.first.setdefault(partition, msg.offset())
+            nexts[partition] = msg.offset() + 1
+            try:
+                records = ctx.plan.route_json(msg.value() or b"")
+            except CloudEventError as exc:
+                self.invalid.inc()
+                log.debug("skipping an invalid event", extra={"error": str(exc)})
+                continue
+            if not records:
+                continue
+            stamp = _timestamp_ms(msg)
+            for record in records:
+                if isinstance(record, ActionRecord):
+                    key, value = encode_action_record(record.trigger, record.items)
+                    work.records.append((ctx.topics.action, key, value, stamp))
+                    work.firings.append(record.trigger)
+                else:
+                    key, value = encode_trigger_record(record.trigger, record.item)
+                    # The trigger stage judges resets on record timestamps: keep the event's.
+                    work.records.append((ctx.topics.trigger, key, value, stamp))
+        work.offsets = [TopicPartition(self.topic, p, o) for p, o in nexts.items()]
+        return work
+
+    def written(self, work: _Work) -> None:
+        for tp in work.offsets:
+            self._position(tp.partition, tp.offset)
+
+    def rewind(self, work: _Work, exc: BaseException, later: _Work | None) -> None:
+        self.recover(exc, work.in_txn)
+        starts = {**(later.first if later is not None else {}), **work.first}
+        for partition, offset in starts.items():
+            if partition in self.assigned:  # not revoked meanwhile
                 self.seek(partition, offset)
-            return
-        for partition, offset in nexts.items():
-            self._position(partition, offset)
+
+
+@dataclass
+class _Work:
+    """A prepared batch: output records (topic, key, value, timestamp) with the triggers
+    fired among them, the input offsets to commit, and where to return if that fails: the
+    batch's first offsets (event stage) or the partitions' states after it (trigger stage)."""
+
+    records: list[tuple[str, bytes, bytes, int | None]] = field(default_factory=list)
+    firings: list[str] = field(default_factory=list)
+    offsets: list[TopicPartition] = field(default_factory=list)
+    first: dict[int, int] = field(default_factory=dict)
+    checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
+    in_txn: bool = False  # its transaction began
 
 
 class TriggerStage(_Stage):
     """Trigger topic -> action topic: holds events, fires, checkpoints `{trigger: offset}`."""
 
     role = "trigger"
+    pipelined = True
+    begin_window = "trigger-begin"
+    produced_window = "trigger-produced"
 
     def __init__(self, ctx: SensorContext, clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(ctx)
@@ -643,68 +782,61 @@ class TriggerStage(_Stage):
             self.partitions.pop(partition, None)
         self._gauge()
 
-    def handle(self, batch: list[Message]) -> None:
+    def prepare(self, batch: list[Message]) -> _Work | None:
+        """Apply the batch to the partitions' states; once a second, also the
+        `conditionsReset` schedules (partitions that dropped events commit the offsets those
+        events no longer pin)."""
         ctx = self.ctx
+        work = _Work()
         touched: dict[int, TriggerPartition] = {}
-        in_txn = False
+        for msg in batch:
+            part = self.partitions[msg.partition()]
+            touched[msg.partition()] = part
+            try:
+                trigger, item = decode_trigger_record(msg.key(), msg.value())
+            except CloudEventError as exc:
+                self.invalid.inc()
+                log.debug("skipping an invalid trigger record", extra={"error": str(exc)})
+                part.skip(msg.offset())
+                continue
+            firing = part.process(msg.offset(), trigger, item, _as_time(_timestamp_ms(msg)))
+            if firing is None:
+                continue
+            key, value = encode_action_record(trigger, firing.items)
+            work.records.append((ctx.topics.action, key, value, None))
+            work.firings.append(trigger)
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + 1.0
+            at = self.clock()
+            touched.update((p, part) for p, part in self.partitions.items() if part.advance(at))
+        if not touched:
+            return None
         try:
-            for msg in batch:
-                part = self.partitions[msg.partition()]
-                touched[msg.partition()] = part
-                try:
-                    trigger, item = decode_trigger_record(msg.key(), msg.value())
-                except CloudEventError as exc:
-                    self.invalid.inc()
-                    log.debug("skipping an invalid trigger record", extra={"error": str(exc)})
-                    part.skip(msg.offset())
-                    continue
-                firing = part.process(msg.offset(), trigger, item, _as_time(_timestamp_ms(msg)))
-                if firing is None:
-                    continue
-                if not in_txn:
-                    failpoints.hit("trigger-begin")
-                    self.begin()
-                    in_txn = True
-                key, value = encode_action_record(trigger, firing.items)
-                self.produce(ctx.topics.action, key, value)
-                ctx.metrics.firings.labels(ctx.name, trigger).inc()
-            self._commit_positions(touched, in_txn)
-        except (KafkaException, failpoints.InjectedFailure) as exc:
-            self.recover(exc, in_txn)
-            for partition, part in touched.items():
-                self.seek(partition, part.rollback())
-        self._gauge()
-
-    def _commit_positions(self, parts: dict[int, TriggerPartition], in_txn: bool) -> None:
-        try:
-            positions = {p: part.position() for p, part in parts.items()}
+            positions = {p: part.position() for p, part in touched.items()}
         except MetadataError as exc:
-            raise SensorFatal(f"sensor {self.ctx.name!r}: {exc}") from exc
-        offsets = [
+            raise SensorFatal(f"sensor {ctx.name!r}: {exc}") from exc
+        work.offsets = [
             TopicPartition(self.topic, p, pos.offset, metadata=pos.metadata)
             for p, pos in positions.items()
         ]
-        self.commit(offsets, in_txn, "trigger-produced")
-        for partition, part in parts.items():
-            part.committed()
-            self._position(partition, part.next_offset)
+        work.checkpoints = {p: part.checkpoint() for p, part in touched.items()}
+        self._gauge()
+        return work
 
-    def tick(self) -> None:
-        """Apply `conditionsReset` schedules; partitions that dropped events commit the
-        offsets those events no longer pin."""
-        now = time.monotonic()
-        if now < self._next_tick:
-            return
-        self._next_tick = now + 1.0
-        at = self.clock()
-        changed = {p: part for p, part in self.partitions.items() if part.advance(at)}
-        if not changed:
-            return
-        try:
-            self._commit_positions(changed, in_txn=False)
-        except (KafkaException, failpoints.InjectedFailure) as exc:
-            self.recover(exc, in_txn=False)
-            for partition, part in changed.items():
+    def written(self, work: _Work) -> None:
+        for partition, checkpoint in work.checkpoints.items():
+            part = self.partitions.get(partition)
+            if part is not None:
+                part.committed(checkpoint)
+            self._position(partition, checkpoint.next_offset)
+
+    def rewind(self, work: _Work, exc: BaseException, later: _Work | None) -> None:
+        self.recover(exc, work.in_txn)
+        partitions = {*work.checkpoints, *(later.checkpoints if later is not None else ())}
+        for partition in partitions:
+            part = self.partitions.get(partition)
+            if part is not None:
                 self.seek(partition, part.rollback())
         self._gauge()
 

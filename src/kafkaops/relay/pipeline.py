@@ -52,6 +52,8 @@ from kafkaops.relay.metrics import (
 )
 from kafkaops.relay.position import (
     CHECKPOINT_HEADER,
+    RUN_HEADER,
+    RUN_START_HEADER,
     SOURCE_HEADER,
     Batch,
     BoundaryDedupe,
@@ -232,6 +234,7 @@ class Relay:
     def run(self) -> None:
         """Relay until stopped or (stop_at_end) done. Raises RelayError when it cannot go on."""
         self.monitor.start()
+        self.target.admin()  # connects while the first health check runs
         try:
             source = self._next_source(self._evaluate(first=True))
             while source is not None and not self.stopping:
@@ -402,6 +405,7 @@ class Relay:
     def _resume(self, source: str) -> None:
         """Read the target back and position the consumer on `source` (see position.py)."""
         cfg = self.cfg
+        consumer = self._open_consumer(source)  # connects while the target is read back
         try:
             src_counts = self.pool.partition_counts(source)
         except OffsetsUnavailable as exc:
@@ -448,7 +452,6 @@ class Relay:
             )
         except ResumeError as exc:
             raise RelayRefused(f"relay {cfg.name!r}: {exc}") from None
-        consumer = self._open_consumer(source)
         lookups = plan.lookups()
         if lookups:
             found = self._offsets_for_times(consumer, source, lookups)
@@ -628,13 +631,7 @@ class Relay:
         problems: list[Message] = []
         if self.eos and not self._txn_open:
             self._begin()
-        if (
-            self._by_runs
-            and not self.chain
-            and self._skip is None
-            and self._dedupe is None
-            and self._stopper is None
-        ):
+        if self._by_runs and not self.chain and self._skip is None and self._dedupe is None:
             failed = self._relay_runs(batch, msgs, counts, recent, problems)
         else:
             failed = self._relay_each(batch, msgs, counts, recent, problems)
@@ -652,65 +649,116 @@ class Relay:
     ) -> KafkaException | None:
         """The common case, by runs of one source partition (a consume batch is a few of them).
 
-        Per record only what every record needs: its stamp, checkpoint check and produce. The
-        batch's book-keeping (`Batch.relayed` per record) is done once per run with the same
-        effect: the run's count added to `pending`, its last record as the partition's `last`
-        (tests/unit/relay/test_pipeline.py holds both ways to the same result). A run's last
-        record carries the run's delivery report (see `_relay_each` for why one suffices).
+        Each run is cut where a checkpoint falls due (`PositionTracker.take`) and at offset
+        gaps into the runs position.py describes: the first record gets the stamp, run token and
+        checkpoint, the others only the token, one list shared by all records without headers
+        of their own. The batch's book-keeping (`Batch.relayed` per record) is done once per
+        partition run with the same effect: the run's count added to `pending`, its last record
+        as the partition's `last` (tests/unit/relay/test_pipeline.py holds both paths to the
+        same positions). A partition run's last record carries its delivery report (see
+        `_relay_each` for why one suffices). Stop-at-end cuts a partition run at the end seen at
+        start, checked per run (offsets grow along it), not per record.
         """
         tracker = self.tracker
         assert tracker is not None and self.producer is not None
-        checkpoint_for = tracker.checkpoint_for
-        produce = self.producer.produce
+        take = tracker.take
         cluster, mark = tracker.cluster, batch.mark
-        for i, j, topic, part in self._runs(msgs, problems):
+        stopper = self._stopper
+        for i, run_end, topic, part in self._runs(msgs, problems):
+            j = run_end if stopper is None else _before_end(stopper, msgs, i, run_end)
+            if j == i:
+                continue
             route = self._routes[topic]
             tp = part if route.partitioner is None else route.partitioner(part, None)
-            target_topic = route.target
-            target = (target_topic, tp)
+            target = (route.target, tp)
             prefix = encode_stamp(Stamp(cluster, topic, part, mark, 0))[:-1]
-            delivered = None
-            for k in range(i, j):
-                m = msgs[k]
-                ts = m.timestamp()[1]
-                headers = m.headers()
-                stamp = prefix + b"%d" % m.offset()  # type: ignore[str-bytes-safe]
-                if headers:
-                    headers.append((SOURCE_HEADER, stamp))
-                else:
-                    headers = [(SOURCE_HEADER, stamp)]
-                ckpt = checkpoint_for(target)
-                if ckpt is not None:
-                    headers.append((CHECKPOINT_HEADER, ckpt))
-                value, key = m.value(), m.key()
-                if recent is not None:
-                    recent.append(((topic, part), ts, key, value))
-                if k == j - 1 and not self.eos:
-                    delivered = self._ack_callback(batch, j - i)
-                try:
-                    produce(
-                        target_topic, value, key, tp, delivered, None, ts if ts > 0 else 0, headers
+            delivered = None if self.eos else self._ack_callback(batch, j - i)
+            k = i
+            while k < j:
+                n, ckpt = take(target, j - k)
+                for a, b in _consecutive(msgs, k, k + n):
+                    failed = self._send_run(
+                        msgs[a:b], target, prefix, ckpt, delivered if b == j else None
                     )
-                except BufferError:
-                    self._produce_when_room(
-                        (
-                            target_topic,
-                            value,
-                            key,
-                            tp,
-                            delivered,
-                            None,
-                            ts if ts > 0 else 0,
-                            headers,
-                        )
-                    )
-                except KafkaException as exc:
-                    return exc
+                    if failed is not None:
+                        return failed
+                    ckpt = None
+                k += n
+            if recent is not None:
+                recent.extend(
+                    ((topic, part), m.timestamp()[1], m.key(), m.value()) for m in msgs[i:j]
+                )
             last = msgs[j - 1]
             batch.pending += j - i
             batch.last[topic, part] = (last.offset(), last.timestamp()[1])  # type: ignore[index]
-            c = (topic, part, target_topic, tp)
+            c = (topic, part, route.target, tp)
             counts[c] = counts.get(c, 0) + j - i
+        return None
+
+    def _send_run(
+        self,
+        run: list[Message],
+        target: tuple[str, int],
+        prefix: bytes,
+        ckpt: bytes | None,
+        delivered: Callable[[KafkaError | None, Message], None] | None,
+    ) -> KafkaException | None:
+        """One run (position.py): stamp, token and the due checkpoint on the first record, the
+        token alone on the others; `delivered` goes on the last record."""
+        assert self.producer is not None and self.tracker is not None
+        produce = self.producer.produce
+        topic, tp = target
+        token = self.tracker.new_run()
+        first = run[0]
+        headers = first.headers() or []
+        stamp = prefix + b"%d" % first.offset()  # type: ignore[str-bytes-safe]
+        headers += ((SOURCE_HEADER, stamp), (RUN_START_HEADER, token))
+        if ckpt is not None:
+            headers.append((CHECKPOINT_HEADER, ckpt))
+        n = len(run)
+        failed = self._send(first, target, headers, delivered if n == 1 else None)
+        if failed is not None:
+            return failed
+        tagged = (RUN_HEADER, token)
+        shared = [tagged]  # the same list for every record without headers of its own
+        end = n - 1 if delivered is not None else n
+        for m in run[1:end]:
+            headers = m.headers()
+            if headers:
+                headers.append(tagged)
+            else:
+                headers = shared
+            ts = m.timestamp()[1]
+            args = (topic, m.value(), m.key(), tp, None, None, ts if ts > 0 else 0, headers)
+            try:
+                produce(*args)
+            except BufferError:
+                self._produce_when_room(args)
+            except KafkaException as exc:
+                return exc
+        if 0 < end < n:
+            headers = run[end].headers()
+            headers = [*headers, tagged] if headers else shared
+            return self._send(run[end], target, headers, delivered)
+        return None
+
+    def _send(
+        self,
+        m: Message,
+        target: tuple[str, int],
+        headers: list[tuple[str, bytes]],
+        delivered: Callable[[KafkaError | None, Message], None] | None,
+    ) -> KafkaException | None:
+        assert self.producer is not None
+        topic, tp = target
+        ts = m.timestamp()[1]
+        args = (topic, m.value(), m.key(), tp, delivered, None, ts if ts > 0 else 0, headers)
+        try:
+            self.producer.produce(*args)
+        except BufferError:
+            self._produce_when_room(args)
+        except KafkaException as exc:
+            return exc
         return None
 
     def _runs(
@@ -752,7 +800,7 @@ class Relay:
         recent: list[tuple[SourceKey, int, bytes | None, bytes | None]] | None,
         problems: list[Message],
     ) -> KafkaException | None:
-        """Record by record, with filters, skips, dedupe, stop-at-end and key-hash routing.
+        """Record by record, with filters, skips, dedupe and key-hash routing.
 
         At-least-once with the idempotent producer, each target partition's records of a batch
         are acknowledged by one delivery report, on the last of them: the partition's records
@@ -1192,6 +1240,36 @@ class Relay:
         self.stats.in_flight = self.tracker.in_flight if self.tracker else 0
         if self._done:
             log.info("stop-at-end: every source partition relayed", extra={"relay": self.cfg.name})
+
+
+def _before_end(stopper: StopAtEnd, msgs: list[Message], i: int, j: int) -> int:
+    """Stop-at-end for msgs[i:j], one partition's records: all consumed, those before the end
+    seen at start relayed (the end of them is returned)."""
+    source = (msgs[i].topic(), msgs[i].partition())
+    last = msgs[j - 1].offset()
+    stopper.consumed(source, last)  # type: ignore[arg-type]
+    if not stopper.past_end(source, last):  # type: ignore[arg-type]
+        return j
+    while i < j and not stopper.past_end(source, msgs[i].offset()):  # type: ignore[arg-type]
+        i += 1
+    return i
+
+
+def _consecutive(msgs: list[Message], i: int, j: int) -> list[tuple[int, int]]:
+    """msgs[i:j], records of one partition, cut where offsets are not consecutive (compacted
+    records, transaction markers): a run token stands for consecutive offsets only."""
+    if msgs[j - 1].offset() - msgs[i].offset() == j - 1 - i:  # type: ignore[operator]
+        return [(i, j)]
+    out = []
+    start, expect = i, msgs[i].offset()
+    for k in range(i, j):
+        offset = msgs[k].offset()
+        if offset != expect:
+            out.append((start, k))
+            start = k
+        expect = offset + 1  # type: ignore[operator]
+    out.append((start, j))
+    return out
 
 
 def _why(exc: KafkaException) -> str:

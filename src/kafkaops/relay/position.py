@@ -1,21 +1,37 @@
-"""Where the relay is: position headers on every relayed record, and the resume they allow.
+"""Where the relay is: position headers on relayed records, and the resume they allow.
 
 kaf-relay resumes from "target end offset == next source offset". Filters, compaction, a source
 log whose start was deleted, transaction markers on either side, a fixed or key-hash partition
 and earlier duplicates all break that equation. Here the target records themselves say where
 they came from, and the resume reads them back.
 
-Headers (appended after the source record's own headers):
+Headers (appended after the source record's own headers, as one block at the end):
 
-- `kafkaops-relay-src` on every record: `<cluster>|<topic>|<partition>|<epoch>.<batch>|<offset>`
+- `kafkaops-relay-src`, the *stamp*: `<cluster>|<topic>|<partition>|<epoch>.<batch>|<offset>`
   (ASCII but for the cluster id, which may contain `|`: it is the part left of the last four).
   `<epoch>.<batch>` is the record's *mark*: the relay numbers its consume batches, and a restart
   opens a new epoch, so marks only grow along every target partition.
+- `kr`, the *run token*: 4 bytes naming a run, that is records of one source partition with
+  consecutive offsets, sent one after the other to one target partition in one batch. The run's
+  first record carries its stamp and, right after it, the token under `kafkaops-run-start`; the
+  others the token only (`kr`), and stand for the offsets after the stamp's, in order. (Two
+  names, so that a relay's block stays recognisable after an upstream relay's headers, whichever
+  form each wrote.) Why: a stamp costs ~50 bytes on every record, which librdkafka and the broker
+  handle per record (the relay's main cost at 100-byte records); the token is 6 bytes and one
+  list object for the whole run. Tokens count up from a random start per session, so another
+  writer's records pass for a run's only if one of theirs holds the very token the scan is
+  counting (odds 2^-32 per such record): the token, not the place in the partition, ties a record
+  to its run, and other writers may interleave freely. Runs start anew at every offset gap
+  (compaction, transaction markers) and wherever a checkpoint is due. The record-by-record path
+  (filters, key-hash, dedupe), like relays from before run tokens, stamps every record and
+  writes no token: both forms are read alike, so a relay upgraded mid-stream resumes
+  exactly from either.
 - `kafkaops-relay-ckpt` on the first record sent to each target partition after a start or a
-  source switch, then on every `checkpoint_every`-th: JSON naming the relay, a *frontier* mark
-  and, for every source partition that can land in that target partition, a cursor (cluster,
-  next offset, timestamp of the record before it). It states: every record with a mark below
-  the frontier has been acknowledged by the target (or was filtered), and sits below the cursor.
+  source switch, then on every `checkpoint_every`-th (always a stamped record): JSON naming the
+  relay, a *frontier* mark and, for every source partition that can land in that target
+  partition, a cursor (cluster, next offset, timestamp of the record before it). It states:
+  every record with a mark below the frontier has been acknowledged by the target (or was
+  filtered), and sits below the cursor.
 
 The frontier is what keeps the read-back bounded. Per target partition, the resume reads
 backwards (`ResumeScan`) until it has the newest checkpoint and then a record of ours whose mark
@@ -24,6 +40,14 @@ after that point is the window that was in flight at the crash, whose records ma
 landed. A checkpoint repeats the cursors of every source partition, so a source partition that
 has been idle, or whose recent records were all filtered out, still resolves without reading back
 to its last relayed record.
+
+Reading backwards, the scan meets a run's token-only records before its stamp: it counts them per
+token, and the stamp then names the run's newest landed record (stamp offset + count). The
+idempotent producer lands a partition's records in order, so a run cut short by a crash left a
+prefix on the target, and the count is exactly that prefix. A relay's own runs follow one another
+in a target partition, so the run whose stamp the scan stops at has no records it did not count.
+Token-only records whose stamp is gone (target retention) are no positions: the resume then
+starts further back, duplicating rather than losing.
 
 How each source partition resumes:
 
@@ -56,9 +80,10 @@ target topics must keep CreateTime).
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -66,6 +91,9 @@ from kafkaops.relay.topicmap import SourceKey, TargetKey
 
 SOURCE_HEADER = "kafkaops-relay-src"
 CHECKPOINT_HEADER = "kafkaops-relay-ckpt"
+RUN_HEADER = "kr"
+"""Short on purpose: it is on nearly every record (see the module doc)."""
+RUN_START_HEADER = "kafkaops-run-start"
 
 Headers = Sequence[tuple[str, bytes | None]]
 
@@ -202,27 +230,65 @@ def decode_checkpoint(raw: bytes) -> Checkpoint:
     return Checkpoint(relay, (version[0], version[1]), Mark(*frontier), cursors)
 
 
-def position_headers(headers: Headers | None) -> tuple[Stamp | None, Checkpoint | None]:
-    """This hop's stamp and checkpoint.
+def read_position(
+    headers: Headers | None,
+) -> tuple[Stamp | None, Checkpoint | None, bytes | None]:
+    """This hop's stamp, checkpoint and run token.
 
     When the source topic was itself filled by a relay, its headers come along first; the relay
-    appends its own after them, so the last stamp is ours and a checkpoint counts only when it
-    follows that stamp.
+    appends its own block after them, so its block is the last stamp or token: a token alone
+    (`kr`), a stamp and the token that opens a run (`kafkaops-run-start`, always right after
+    it), or a stamp alone; then maybe a checkpoint, which counts only after that block.
     """
-    stamp_raw: bytes | None = None
-    ckpt_raw: bytes | None = None
-    for name, value in headers or ():
-        if name == SOURCE_HEADER:
+    last = -1
+    items = list(headers or ())
+    for i, (name, value) in enumerate(items):
+        if name in _OURS:
             if value is None:
-                raise PositionFormatError(f"{SOURCE_HEADER} header without a value")
-            stamp_raw, ckpt_raw = value, None
-        elif name == CHECKPOINT_HEADER:
-            if value is None:
-                raise PositionFormatError(f"{CHECKPOINT_HEADER} header without a value")
-            ckpt_raw = value
-    if stamp_raw is None:
-        return None, None
-    return decode_stamp(stamp_raw), None if ckpt_raw is None else decode_checkpoint(ckpt_raw)
+                raise PositionFormatError(f"{name} header without a value")
+            if name != CHECKPOINT_HEADER:
+                last = i
+    if last < 0:
+        return None, None, None
+    name, value = items[last]
+    if name == RUN_HEADER:
+        return None, None, value
+    run: bytes | None = None
+    stamp_at = last
+    if name == RUN_START_HEADER:
+        run, stamp_at = value, last - 1
+        if stamp_at < 0 or items[stamp_at][0] != SOURCE_HEADER:
+            raise PositionFormatError(f"{RUN_START_HEADER} header without a stamp before it")
+    ckpt_raw = next((v for n, v in reversed(items[last + 1 :]) if n == CHECKPOINT_HEADER), None)
+    return (
+        decode_stamp(items[stamp_at][1]),  # type: ignore[arg-type]
+        None if ckpt_raw is None else decode_checkpoint(ckpt_raw),
+        run,
+    )
+
+
+_OURS = frozenset({SOURCE_HEADER, CHECKPOINT_HEADER, RUN_HEADER, RUN_START_HEADER})
+
+
+class Stamps:
+    """Every record's stamp along one target partition, read forwards (in offset order): a
+    token-only record stands for the offset after the previous record of its run. None for
+    records not relayed, and for token-only records whose stamp was not read."""
+
+    def __init__(self) -> None:
+        self._runs: dict[bytes, Stamp] = {}
+
+    def of(self, headers: Headers | None) -> Stamp | None:
+        stamp, _, run = read_position(headers)
+        if run is None:
+            return stamp
+        if stamp is None:
+            before = self._runs.get(run)
+            if before is None:
+                return None
+            stamp = replace(before, offset=before.offset + 1)
+        self._runs[run] = stamp
+        return stamp
 
 
 # --- while relaying: batches, the acknowledged frontier, checkpoints ---------------------------
@@ -310,6 +376,7 @@ class PositionTracker:
         self._encoded: dict[frozenset[SourceKey], tuple[int, bytes]] = {}
         self._catch_up = dict(catch_up or {})
         self._pin = carried_frontier if self._catch_up else None
+        self._runs = int.from_bytes(os.urandom(4), "big")
         if self._catch_up and carried_frontier is None:
             raise ValueError("catch_up needs the carried_frontier it protects")
         self._release_caught_up()
@@ -333,13 +400,30 @@ class PositionTracker:
         self._batches.append(batch)
         return batch
 
+    def new_run(self) -> bytes:
+        """A fresh run token (see the module doc): a random start, then counting up."""
+        self._runs = (self._runs + 1) & 0xFFFFFFFF
+        return self._runs.to_bytes(4, "big")
+
     def checkpoint_for(self, target: TargetKey) -> bytes | None:
         """Call once per record sent to `target`: the checkpoint header value when one is due."""
-        n = self._since.get(target)
-        if n is not None and n + 1 < self.checkpoint_every:
-            self._since[target] = n + 1
-            return None
-        self._since[target] = 0
+        return self.take(target, 1)[1]
+
+    def take(self, target: TargetKey, n: int) -> tuple[int, bytes | None]:
+        """About to send up to `n` records to `target`: how many of them may go before the next
+        checkpoint falls due, and the checkpoint value when the first of them carries one (the
+        same placement as `checkpoint_for` on each record)."""
+        every = self.checkpoint_every
+        since = self._since.get(target)
+        if since is not None and since + 1 < every:
+            k = min(n, every - 1 - since)
+            self._since[target] = since + k
+            return k, None
+        k = min(n, every)
+        self._since[target] = k - 1
+        return k, self._checkpoint_value(target)
+
+    def _checkpoint_value(self, target: TargetKey) -> bytes:
         sources = self._sources.get(target, frozenset())
         cached = self._encoded.get(sources)
         if cached is not None and cached[0] == self._version:
@@ -438,6 +522,8 @@ class _TargetScan:
     checkpoint_offset: int = -1
     newest: dict[SourceKey, _Seen] = field(default_factory=dict)
     max_epoch: int = 0
+    runs: dict[bytes, tuple[int, int, int]] = field(default_factory=dict)
+    """Token-only records read before their run's stamp: count, newest timestamp and offset."""
 
     @property
     def complete(self) -> bool:
@@ -513,16 +599,21 @@ class ResumeScan:
                 return
             scan.scanned += 1
             try:
-                stamp, ckpt = position_headers(rec.headers)
+                stamp, ckpt, run = read_position(rec.headers)
             except PositionFormatError as exc:
                 raise PositionFormatError(
                     f"{target[0]}[{target[1]}] offset {rec.offset}: {exc}"
                 ) from None
-            if (
-                stamp is None
-                or stamp.cluster not in self._clusters
-                or stamp.topic not in self._topics
-            ):
+            if stamp is None:
+                if run is not None:
+                    n, ts, offset = scan.runs.get(run, (0, rec.timestamp_ms, rec.offset))
+                    scan.runs[run] = (n + 1, ts, offset)
+                continue
+            newest = _Seen(stamp, rec.timestamp_ms, rec.offset)
+            if run is not None and (later := scan.runs.pop(run, None)) is not None:
+                n, ts, offset = later
+                newest = _Seen(replace(stamp, offset=stamp.offset + n), ts, offset)
+            if stamp.cluster not in self._clusters or stamp.topic not in self._topics:
                 continue
             scan.max_epoch = max(scan.max_epoch, stamp.mark.epoch)
             if ckpt is not None and ckpt.relay == self.relay and scan.checkpoint is None:
@@ -530,7 +621,7 @@ class ResumeScan:
                 scan.checkpoint_offset = rec.offset
                 scan.max_epoch = max(scan.max_epoch, ckpt.version[0], ckpt.frontier.epoch)
             if stamp.source not in scan.newest:
-                scan.newest[stamp.source] = _Seen(stamp, rec.timestamp_ms, rec.offset)
+                scan.newest[stamp.source] = newest
             if scan.checkpoint is not None and stamp.mark < scan.checkpoint.frontier:
                 scan.stopped = True
         if reached_start:

@@ -22,8 +22,8 @@ from kafkaops.relay.position import (
     BoundaryDedupe,
     PositionFormatError,
     ResumeScan,
+    Stamps,
     TailRecord,
-    position_headers,
 )
 from kafkaops.relay.target import Target, TargetUnavailable
 from kafkaops.relay.topicmap import SourceKey, TargetKey
@@ -73,6 +73,7 @@ def read_tails(
     high = {t: bounds[t][1] for t in targets}
     size = dict.fromkeys(targets, FIRST_WINDOW)
     out = TailRead({t: [] for t in targets})
+    kept: dict[TargetKey, list[list[Message]]] = {t: [] for t in targets}
     deadline = time.monotonic() + timeout
     reader = target.tail_reader()
     try:
@@ -88,27 +89,31 @@ def read_tails(
                     [TailRecord(m.offset(), m.timestamp()[1], m.headers()) for m in msgs],
                     reached_start=lo <= low[t],
                 )
-                if keep and len(out.recent[t]) < keep:
-                    out.recent[t].extend(_relayed(msgs, clusters, keep - len(out.recent[t])))
+                if keep and sum(map(len, kept[t])) < keep:
+                    kept[t].append(msgs)
                 high[t] = lo
                 size[t] = min(size[t] * 4, MAX_WINDOW)
     finally:
         reader.close()
+    for t, windows in kept.items():
+        out.recent[t] = _relayed(windows, clusters, keep)
     return out
 
 
-def _relayed(msgs: list[Message], clusters: Collection[str], limit: int) -> list[Recent]:
+def _relayed(windows: list[list[Message]], clusters: Collection[str], limit: int) -> list[Recent]:
+    """The newest `limit` relayed records of the windows (newest window first), each with its
+    source partition: read forwards, so that a run's token-only records find their stamp."""
+    stamps = Stamps()
     out: list[Recent] = []
-    for m in reversed(msgs):
-        if len(out) >= limit:
-            break
-        try:
-            stamp, _ = position_headers(m.headers())
-        except PositionFormatError:
-            continue
-        if stamp is not None and stamp.cluster in clusters:
-            out.append((stamp.source, m.timestamp()[1], m.key(), m.value()))
-    return out
+    for window in reversed(windows):
+        for m in window:
+            try:
+                stamp = stamps.of(m.headers())
+            except PositionFormatError:
+                continue
+            if stamp is not None and stamp.cluster in clusters:
+                out.append((stamp.source, m.timestamp()[1], m.key(), m.value()))
+    return out[: -limit - 1 : -1] if limit else []
 
 
 def _read_windows(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kafkaops.eventbus.cloudevents import decode_trigger_record
 from kafkaops.testing import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -236,6 +237,30 @@ def test_failed_transactions_never_leave_a_firing_half_done(bus) -> None:
     assert log.count("batch not committed; returning to the last commit") == 2
     assert "failpoint trigger-begin:1" in log
     assert "failpoint trigger-produced:2" in log
+
+
+@pytest.mark.parametrize("window", ["event-produced", "trigger-produced"])
+def test_a_failed_transaction_drops_the_batch_prepared_while_it_committed(bus, window) -> None:
+    """The event and trigger stages prepare the next batch (the trigger stage: updating its
+    held events) while a transaction commits. The second commit fails (injected) with a
+    backlog waiting, so the next batch has been prepared: it is dropped and read again, the
+    trigger topic holds every event exactly once, in order, and every pair fires once."""
+    out = f"{bus.name}-out"
+    bus.topics(partitions=1, output=[out])
+    text = _sensor(bus, "txfail2", "ab", _kafka_trigger("both", out, "ab", "a && b"))
+    bus.apply(text)
+    pairs = 250  # five batches of 100 before the sensor starts: a backlog
+    bus.send(*(e for i in range(pairs) for e in (bus.event("a", f"a{i}"), bus.event("b", f"b{i}"))))
+    proc = bus.process("p1", KAFKAOPS_EVENTBUS_CRASH_AT=f"{window}:2:error").start()
+    topics = bus.settle("txfail2")
+    held = [decode_trigger_record(m.key(), m.value())[1].event.id for m in topics["trigger"]]
+    assert held == [f"{d}{i}" for i in range(pairs) for d in "ab"]
+    expected = sorted(("both", (("a", f"a{i}"), ("b", f"b{i}"))) for i in range(pairs))
+    assert sorted(bus.firings(topics["action"])) == expected
+    assert _fired(bus, out) == expected
+    log = proc.output()
+    assert log.count("batch not committed; returning to the last commit") == 1
+    assert f"failpoint {window}:2" in log
 
 
 def test_state_survives_sigkill(bus) -> None:

@@ -1,5 +1,6 @@
 """The relay loop's two paths (by partition runs, record by record) must be indistinguishable:
-same records produced with the same headers, same delivery accounting, same positions."""
+same records produced, the same position read back from every record (one stamps each record,
+the other each run), same checkpoints, same delivery accounting, same positions."""
 
 from __future__ import annotations
 
@@ -12,7 +13,19 @@ from kafkaops.config import Config
 from kafkaops.config.loader import validate
 from kafkaops.kafka import ClusterClients
 from kafkaops.relay.pipeline import Relay, _Route
-from kafkaops.relay.position import ResumeScan, plan_start, position_headers
+from kafkaops.relay.position import (
+    CHECKPOINT_HEADER,
+    RUN_HEADER,
+    RUN_START_HEADER,
+    SOURCE_HEADER,
+    ResumeScan,
+    Stamps,
+    StopAtEnd,
+    plan_start,
+    read_position,
+)
+
+OURS = {SOURCE_HEADER, CHECKPOINT_HEADER, RUN_HEADER, RUN_START_HEADER}
 
 
 @dataclass
@@ -65,6 +78,9 @@ class Producer:
         self.records.append((topic, value, key, partition, ts, headers))
         if on_delivery is not None:
             self.reports.append(on_delivery)
+
+    def headers(self) -> list[list[tuple[str, bytes]]]:
+        return [record[5] for record in self.records]
 
     def by_partition(self) -> dict[int, list[tuple[Any, ...]]]:
         """Records per target partition, in produce order (the order that matters)."""
@@ -121,6 +137,7 @@ def batches() -> list[list[Msg]]:
 @pytest.mark.parametrize("checkpoint_every", [1, 3, 1000])
 def test_runs_and_record_by_record_give_the_same_result(delivery, checkpoint_every):
     outcomes = []
+    written = []
     for by_runs in (True, False):
         r, producer = relay(delivery, checkpoint_every)
         r._by_runs = by_runs
@@ -139,25 +156,68 @@ def test_runs_and_record_by_record_give_the_same_result(delivery, checkpoint_eve
         outcomes.append(
             (
                 {tp: [rec[:5] for rec in recs] for tp, recs in per_partition.items()},
-                {tp: [rec[5] for rec in recs] for tp, recs in per_partition.items()},
+                {tp: read_back([rec[5] for rec in recs]) for tp, recs in per_partition.items()},
                 r.tracker.cursors(),
                 dict(r.stats.relayed),
                 r.stats.acked,
                 len(problems_seen),
             )
         )
+        written.append(sum(1 for h in producer.headers() if any(n == SOURCE_HEADER for n, _ in h)))
     assert outcomes[0] == outcomes[1]
-    records, headers, cursors, relayed, acked, problems = outcomes[0]
+    records, positions, cursors, relayed, acked, problems = outcomes[0]
     assert acked == sum(map(len, records.values())) == 12
-    stamps = {tp: [position_headers(h) for h in hs] for tp, hs in headers.items()}
-    assert [s.offset for s, _ in stamps[0]] == [0, 1, 2, 3, 7, 8, 20]
-    assert [s.offset for s, _ in stamps[1]] == [3, 5, 6, 10, 11]
-    assert sum(1 for hs in headers.values() for h in hs if ("app", b"x") in h) == 3
-    checkpoints = sum(1 for pairs in stamps.values() for _, c in pairs if c is not None)
+    assert [s.offset for s, _, _ in positions[0]] == [0, 1, 2, 3, 7, 8, 20]
+    assert [s.offset for s, _, _ in positions[1]] == [3, 5, 6, 10, 11]
+    assert sum(1 for p in positions.values() for _, _, own in p if own == [("app", b"x")]) == 3
+    checkpoints = sum(1 for p in positions.values() for _, c, _ in p if c is not None)
     assert checkpoints == {1: 12, 3: 5, 1000: 2}[checkpoint_every]
     assert cursors[("s", 0)].offset == 21 and cursors[("s", 1)].offset == 12
     assert relayed == {("s", 0, "t", 0): 7, ("s", 1, "t", 1): 5}
     assert problems == 1
+    # By runs: one stamp per run of consecutive offsets (0-3, 7-8, 20; 3, 5-6, 10-11) or where
+    # a checkpoint is due; record by record: every record.
+    assert written == [{1: 12, 3: 7, 1000: 6}[checkpoint_every], 12]
+
+
+def read_back(headers: list[list[tuple[str, bytes]]]) -> list[tuple[Any, Any, Any]]:
+    """Per record, as the resume sees it: its stamp, its checkpoint, and the source's headers."""
+    stamps = Stamps()
+    return [
+        (stamps.of(h), read_position(h)[1], [x for x in h if x[0] not in OURS]) for h in headers
+    ]
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_stop_at_end_cuts_runs_where_record_by_record_stops(delivery):
+    ends = {("s", 0): 8, ("s", 1): 11}
+    outcomes = []
+    for by_runs in (True, False):
+        r, producer = relay(delivery, 3)
+        r._by_runs = by_runs
+        r._consume_error = lambda _msg: None  # type: ignore[method-assign]
+        r._stopper = StopAtEnd(ends, dict.fromkeys(ends, 0))
+        done = []
+        for msgs in batches():
+            r._relay(msgs)  # type: ignore[arg-type]
+            done.append(r._stopper.done)
+            for pending in r._unsettled:
+                pending.batch.acked(pending.batch.pending)
+            r._settle()
+        per_partition = producer.by_partition()
+        outcomes.append(
+            (
+                {tp: read_back([rec[5] for rec in recs]) for tp, recs in per_partition.items()},
+                r.tracker.cursors(),
+                done,
+            )
+        )
+    assert outcomes[0] == outcomes[1]
+    positions, cursors, done = outcomes[0]
+    assert [s.offset for s, _, _ in positions[0]] == [0, 1, 2, 3, 7]
+    assert [s.offset for s, _, _ in positions[1]] == [3, 5, 6, 10]
+    assert cursors[("s", 0)].offset == 8 and cursors[("s", 1)].offset == 11
+    assert done == [False, True]
 
 
 def test_at_least_once_reports_once_per_run_and_settles_only_when_all_landed() -> None:

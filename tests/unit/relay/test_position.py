@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from kafkaops.relay.position import (
     CHECKPOINT_HEADER,
+    RUN_HEADER,
+    RUN_START_HEADER,
     SOURCE_HEADER,
     BoundaryDedupe,
     Checkpoint,
@@ -20,6 +22,7 @@ from kafkaops.relay.position import (
     ResumeScan,
     SourceState,
     Stamp,
+    Stamps,
     StopAtEnd,
     TailRecord,
     decode_checkpoint,
@@ -27,7 +30,7 @@ from kafkaops.relay.position import (
     encode_checkpoint,
     encode_stamp,
     plan_start,
-    position_headers,
+    read_position,
     relay_lag,
 )
 
@@ -116,18 +119,54 @@ def test_our_headers_are_the_last_stamp_and_a_checkpoint_after_it():
         (CHECKPOINT_HEADER, _ckpt("upstream-relay")),
         (SOURCE_HEADER, ours),
     ]
-    stamp, ckpt = position_headers(headers)
+    stamp, ckpt, run = read_position(headers)
     assert stamp == decode_stamp(ours)
     assert ckpt is None, "a checkpoint before our stamp belongs to the upstream hop"
-    stamp, ckpt = position_headers([*headers, (CHECKPOINT_HEADER, _ckpt("r"))])
+    assert run is None
+    stamp, ckpt, _ = read_position([*headers, (CHECKPOINT_HEADER, _ckpt("r"))])
     assert ckpt is not None and ckpt.relay == "r"
 
 
 def test_records_without_our_stamp_have_no_position():
-    assert position_headers(None) == (None, None)
-    assert position_headers([("app", b"x"), (CHECKPOINT_HEADER, _ckpt())]) == (None, None)
+    assert read_position(None) == (None, None, None)
+    assert read_position([("app", b"x"), (CHECKPOINT_HEADER, _ckpt())]) == (None, None, None)
     with pytest.raises(PositionFormatError):
-        position_headers([(SOURCE_HEADER, None)])
+        read_position([(SOURCE_HEADER, None)])
+
+
+def test_our_block_is_recognised_after_an_upstream_relays_headers_in_either_form():
+    upstream = encode_stamp(Stamp("up", "t", 0, Mark(9, 9), 5))
+    ours = encode_stamp(Stamp("dc1", "t", 1, Mark(1, 0), 7))
+    token_after_stamp = [(SOURCE_HEADER, upstream), (RUN_HEADER, b"ours")]
+    assert read_position(token_after_stamp) == (None, None, b"ours")
+    stamp_after_token = [(RUN_HEADER, b"up"), (SOURCE_HEADER, ours)]
+    assert read_position(stamp_after_token) == (decode_stamp(ours), None, None)
+    both = [
+        (SOURCE_HEADER, upstream),
+        (RUN_START_HEADER, b"up"),
+        (CHECKPOINT_HEADER, _ckpt("upstream-relay")),
+        (SOURCE_HEADER, ours),
+        (RUN_START_HEADER, b"ours"),
+    ]
+    assert read_position(both) == (decode_stamp(ours), None, b"ours")
+    ckpt = read_position([*both, (CHECKPOINT_HEADER, _ckpt("r"))])[1]
+    assert ckpt is not None and ckpt.relay == "r"
+    with pytest.raises(PositionFormatError, match="without a stamp"):
+        read_position([("app", b"x"), (RUN_START_HEADER, b"t")])
+    with pytest.raises(PositionFormatError, match="without a value"):
+        read_position([(RUN_HEADER, None)])
+
+
+def test_stamps_give_a_runs_token_records_the_offsets_after_its_stamp():
+    stamps = Stamps()
+    start = [(SOURCE_HEADER, encode_stamp(Stamp("dc1", "t", 0, Mark(1, 0), 41)))]
+    assert stamps.of([(RUN_HEADER, b"T")]) is None, "its stamp was not read"
+    assert stamps.of([*start, (RUN_START_HEADER, b"T")]).offset == 41
+    assert stamps.of([("app", b"x")]) is None
+    assert stamps.of([(RUN_HEADER, b"another")]) is None
+    assert stamps.of([(RUN_HEADER, b"T")]).offset == 42
+    assert stamps.of([("app", b"y"), (RUN_HEADER, b"T")]).offset == 43
+    assert stamps.of(start).offset == 41, "a stamp without a token stands for itself"
 
 
 # --- tracker -------------------------------------------------------------------------------------
@@ -188,6 +227,28 @@ def test_checkpoints_on_first_record_then_every_nth_per_target():
     due = [tracker.checkpoint_for(("T", 0)) is not None for _ in range(7)]
     assert due == [True, False, False, True, False, False, True]
     assert tracker.checkpoint_for(("T", 1)) is not None, "each target partition gets its first"
+
+
+@given(st.lists(st.integers(min_value=1, max_value=9), max_size=30), st.integers(1, 5))
+def test_take_places_checkpoints_as_one_call_per_record_does(sizes, every):
+    one, many = _tracker(checkpoint_every=every), _tracker(checkpoint_every=every)
+    per_record = [one.checkpoint_for(("T", 0)) is not None for _ in range(sum(sizes))]
+    by_take: list[bool] = []
+    for size in sizes:
+        left = size
+        while left:
+            k, ckpt = many.take(("T", 0), left)
+            assert 1 <= k <= left
+            by_take += [ckpt is not None] + [False] * (k - 1)
+            left -= k
+    assert by_take == per_record
+
+
+def test_run_tokens_are_unique_in_a_session_and_differ_between_sessions():
+    first, second = _tracker(), _tracker()
+    tokens = [first.new_run() for _ in range(100)] + [second.new_run() for _ in range(100)]
+    assert len(set(tokens)) == 200
+    assert {len(t) for t in tokens} == {4}
 
 
 def test_checkpoint_names_relay_frontier_and_only_sources_of_that_target():
@@ -312,6 +373,32 @@ def test_other_writers_and_other_relays_are_ignored():
     ]
     res = scan_all(ResumeScan("r", ["dc1"], ONE), {("T", 0): log})
     assert res.sources[("s", 0)].cursor.offset == 9
+
+
+def run_rec(offset, token, stamp=None, ts=0, extra=()):
+    headers = list(extra)
+    if stamp is None:
+        headers.append((RUN_HEADER, token))
+    else:
+        headers += [(SOURCE_HEADER, encode_stamp(Stamp(*stamp))), (RUN_START_HEADER, token)]
+    return TailRecord(offset, ts, headers)
+
+
+def test_run_cut_short_resumes_after_its_last_landed_record_whatever_lies_between():
+    ours, theirs = b"ours\x00\x00\x00\x01", b"them\x00\x00\x00\x01"
+    log = [
+        rec(0, ("dc1", "s", 0, Mark(1, 0), 3)),  # written before run tokens
+        run_rec(1, ours, ("dc1", "s", 0, Mark(2, 0), 4), ts=10),
+        run_rec(2, ours, ts=11, extra=[("app", b"x")]),
+        rec(3, None, extra=[("app", b"another writer")]),
+        run_rec(4, theirs, ts=99),
+        run_rec(5, ours, ts=12),
+        rec(6, None, extra=[("app", b"another writer")]),
+    ]
+    for window in (1, 2, 7):
+        res = scan_all(ResumeScan("r", ["dc1"], ONE), {("T", 0): log}, window=window)
+        assert res.sources[("s", 0)].cursor == Cursor("dc1", 7, 12), window
+        assert res.epoch == 3
 
 
 def test_transaction_marker_gaps_on_the_target_do_not_matter():

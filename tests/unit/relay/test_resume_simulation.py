@@ -2,8 +2,11 @@
 
 A model of the I/O layer drives the real tracker, scan and planner. Source partitions have offset
 gaps (compaction, transaction markers), filtered records, and logs whose start moves between runs
-(retention). The target delivers each partition's in-flight records in order, a prefix at a time,
-like the idempotent producer; a crash drops whatever was still in flight. With transactions a
+(retention). Each process writes positions in one of the two forms, chosen at random (so a
+target mixes them, as after an upgrade): a stamp on every record, or runs (a stamp where a run
+of consecutive offsets starts, its token on the others). The target delivers each partition's
+in-flight records in order, a prefix at a time, like the idempotent producer (so runs land cut
+short); a crash drops whatever was still in flight. With transactions a
 batch lands whole or not at all and every commit leaves a marker offset. The failover variant
 also switches between two offset-identical sources mid-run (flush, then rebase), so positions and
 landed records carry either cluster's id.
@@ -20,12 +23,14 @@ from hypothesis import strategies as st
 
 from kafkaops.relay.position import (
     CHECKPOINT_HEADER,
+    RUN_HEADER,
+    RUN_START_HEADER,
     SOURCE_HEADER,
     Cursor,
     ResumeScan,
+    Stamps,
     TailRecord,
     plan_start,
-    position_headers,
 )
 from kafkaops.relay.topicmap import SourceKey, TargetKey, TopicMap, TopicRoute
 
@@ -127,21 +132,32 @@ def run(rng, w: World, *, transactional: bool, steps: int, crash: bool = True) -
     pos = {s: p.offset for s, p in plan.partitions.items()}
     parts = {r.source: r.partitioner(w.counts[r.target]) for r in w.topic_map.routes}
     inflight: dict[TargetKey, deque] = {}
+    by_runs = rng.random() < 0.5
     for _ in range(steps):
         batch = tracker.open_batch()
         staged = []
         for s in rng.sample(sorted(pos), k=rng.randint(1, len(pos))):
-            for rec in w.source.read(s, pos[s], rng.randint(1, 4)):
+            run = None  # (token, target, last offset) of the open run
+            for rec in w.source.read(s, pos[s], rng.randint(1, 6)):
                 pos[s] = rec.offset + 1
                 t = (w.topic_map.route(s[0]).target, parts[s[0]](s[1], rec.key))
                 if rec.filtered or landed.already_landed(s, rec.offset, t):
                     batch.skipped(s[0], s[1], rec.offset, rec.ts)
+                    run = None
                     continue
                 stamp = batch.relayed(s[0], s[1], rec.offset, rec.ts)
-                headers = [("app", b"x"), (SOURCE_HEADER, stamp)]
                 ck = tracker.checkpoint_for(t)
-                if ck is not None:
-                    headers.append((CHECKPOINT_HEADER, ck))
+                if run is not None and ck is None and run[1:] == (t, rec.offset - 1):
+                    token = run[0]
+                    headers = [("app", b"x"), (RUN_HEADER, token)]
+                else:
+                    headers = [("app", b"x"), (SOURCE_HEADER, stamp)]
+                    token = tracker.new_run()
+                    if by_runs:
+                        headers.append((RUN_START_HEADER, token))
+                    if ck is not None:
+                        headers.append((CHECKPOINT_HEADER, ck))
+                run = (token, t, rec.offset) if by_runs else None
                 staged.append((t, rec.ts, headers))
         batch.close()
         if transactional:
@@ -196,8 +212,9 @@ def check_target(w: World) -> None:
     copies: dict[tuple[SourceKey, int], int] = {}
     for t, log in w.target.logs.items():
         last: dict[SourceKey, int] = {}
+        stamps = Stamps()
         for rec in log:
-            stamp, _ = position_headers(rec.headers)
+            stamp = stamps.of(rec.headers)
             assert stamp is not None
             key = (stamp.source, stamp.offset)
             copies[key] = copies.get(key, 0) + 1
