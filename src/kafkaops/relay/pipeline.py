@@ -752,7 +752,13 @@ class Relay:
         assert self.producer is not None
         topic, tp = target
         ts = m.timestamp()[1]
-        args = (topic, m.value(), m.key(), tp, delivered, None, ts if ts > 0 else 0, headers)
+        return self._produce(
+            (topic, m.value(), m.key(), tp, delivered, None, ts if ts > 0 else 0, headers)
+        )
+
+    def _produce(self, args: tuple[Any, ...]) -> KafkaException | None:
+        """Produce, waiting for room when the queue is full; the error that ends the batch."""
+        assert self.producer is not None
         try:
             self.producer.produce(*args)
         except BufferError:
@@ -886,13 +892,11 @@ class Relay:
         for (_t, _p, target, tp), n in counts.items():
             per_target[target, tp] = per_target.get((target, tp), 0) + n
         for target, last in held.items():
-            args = (*last[:4], self._ack_callback(batch, per_target[target]), *last[5:])
-            try:
-                self.producer.produce(*args)
-            except BufferError:
-                self._produce_when_room(args)
-            except KafkaException as exc:
-                return exc
+            failed = self._produce(
+                (*last[:4], self._ack_callback(batch, per_target[target]), *last[5:])
+            )
+            if failed is not None:
+                return failed
         return None
 
     def _closed(self, pending: _Pending) -> None:
