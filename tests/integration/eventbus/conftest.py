@@ -40,6 +40,7 @@ from kafkaops.eventbus.store import DefinitionStore
 from kafkaops.kafka import ClusterClients
 from kafkaops.testing import LocalCluster, free_port, wait_for
 from kafkaops.testing.records import create_topic
+from kafkaops.testing.wait import WaitTimeout
 
 KAFKAOPS = [sys.executable, "-m", "kafkaops"]
 Pairs = tuple[tuple[str, str], ...]
@@ -293,7 +294,21 @@ class Bus:
                 positions.get((sensor, stage, p), -1) >= end for p, end in ends.items() if end
             )
 
-        wait_for(done, timeout, 0.1, what=f"{sensor} {stage} stage to reach {ends}")
+        try:
+            wait_for(done, timeout, 0.1, what=f"{sensor} {stage} stage to reach {ends}")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}\n{self._reports(sensor, stage)}") from None
+
+    def _reports(self, sensor: str, stage: str) -> str:
+        """What each live process reports for `stage`, with the errors in its log."""
+        lines = []
+        for proc in {id(p): p for p in self.processes}.values():
+            if not proc.alive:
+                continue
+            mine = {p: o for (s, r, p), o in proc.positions().items() if (s, r) == (sensor, stage)}
+            errors = [line for line in proc.output().splitlines() if "ERROR" in line.upper()]
+            lines.append(f"{proc.instance} (run {proc.runs}): {mine}; errors: {errors[-5:]}")
+        return "\n".join(lines)
 
     def _partitions(self, topic: str) -> list[int]:
         md = self.clients.admin().list_topics(topic, timeout=10)
