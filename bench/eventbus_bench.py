@@ -82,6 +82,45 @@ def produce(clients: ClusterClients, name: str, first: int, count: int, rate: fl
     producer.flush(60)
 
 
+def cpu_seconds(pids: list[int], threads: str = "") -> float:
+    """User+system CPU so far of processes (all their threads), or of only their threads whose
+    name starts with `threads`, from /proc."""
+    ticks = 0
+    for pid in pids:
+        tasks = [f"/proc/{pid}/task/{t}" for t in os.listdir(f"/proc/{pid}/task")]
+        for task in tasks if threads else [f"/proc/{pid}"]:
+            try:
+                with open(f"{task}/stat") as f:
+                    stat = f.read()
+            except FileNotFoundError:
+                continue  # a thread that ended
+            name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
+            if name.startswith(threads):
+                ticks += int(fields.split()[11]) + int(fields.split()[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU per event of the broker (and of its JIT compiler threads, which run for minutes
+    after the broker starts) and of the pipeline's processes over one phase: on a box where
+    everything shares two cores, steadier than events/s, and it says where the time goes."""
+
+    def __init__(self, cluster: LocalCluster, pipeline: list[int]) -> None:
+        broker = [n.process.pid for n in cluster.members if n.process is not None]
+        self.groups = {
+            "broker": (broker, ""),
+            "jit": (broker, "C2 Compiler"),
+            "pipeline": (pipeline, ""),
+        }
+        self.start = {k: cpu_seconds(*v) for k, v in self.groups.items()}
+
+    def per_event_us(self, events: int) -> dict[str, float]:
+        return {
+            f"{k}_cpu_us": round((cpu_seconds(*v) - self.start[k]) / events * 1e6, 1)
+            for k, v in self.groups.items()
+        }
+
+
 class OutputReader(threading.Thread):
     """Reads the output topic (read_committed) and records each record's latency."""
 
@@ -107,15 +146,11 @@ class OutputReader(threading.Thread):
         self.consumer.close()
 
 
-def high_watermarks(clients: ClusterClients, topic: str) -> dict[int, int]:
-    consumer = clients.consumer(None)
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
-            for p in range(PARTITIONS)
-        }
-    finally:
-        consumer.close()
+def high_watermarks(consumer: Consumer, topic: str) -> dict[int, int]:
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+        for p in range(PARTITIONS)
+    }
 
 
 # --------------------------------------------------------------------------- kafkaops
@@ -179,6 +214,9 @@ class KafkaopsPipeline:
         self.ports: list[int] = []
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
+        # One consumer for the drain checks (20 a second): a new one each time cost the
+        # broker more CPU than the pipeline's own requests.
+        self.watermarks = self.clients.consumer(None)
         for only in ["sources", "sensors"] if split else [None]:
             port = free_port()
             config = workdir / f"{name}-{only}.toml"
@@ -220,11 +258,28 @@ class KafkaopsPipeline:
                 out.append((name, dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)))
         return out
 
-    def positions(self) -> dict[tuple[str, int], float]:
+    def positions(
+        self, samples: list[tuple[str, dict[str, str], float]] | None = None
+    ) -> dict[tuple[str, int], float]:
         return {
             (labels["stage"], int(labels["partition"])): value
-            for name, labels, value in self.samples()
+            for name, labels, value in (self.samples() if samples is None else samples)
             if name == "kafkaops_eventbus_position"
+        }
+
+    def records_per_commit(self) -> dict[str, float]:
+        """Mean batch per stage: each commit is a broker transaction, the broker's main cost."""
+        records: dict[str, float] = {}
+        commits: dict[str, float] = {}
+        for name, labels, value in self.samples():
+            if name == "kafkaops_eventbus_records_total":
+                records[labels["stage"]] = records.get(labels["stage"], 0) + value
+            elif name == "kafkaops_eventbus_commits_total" and labels["result"] == "committed":
+                commits[labels["stage"]] = commits.get(labels["stage"], 0) + value
+        return {
+            stage: round(n / commits[stage], 1)
+            for stage, n in records.items()
+            if commits.get(stage)
         }
 
     def ready(self) -> bool:
@@ -236,23 +291,25 @@ class KafkaopsPipeline:
         The trigger and action topics are written in transactions: each ends with one commit
         marker, so a stage that handled the last record stands one offset before the end.
         """
+        samples = self.samples()
         published = sum(
-            v for n, _l, v in self.samples() if n == "kafkaops_eventbus_published_events_total"
+            v for n, _l, v in samples if n == "kafkaops_eventbus_published_events_total"
         )
         if published < total:
             return False
-        positions = self.positions()
+        positions = self.positions(samples)
         for stage, topic, markers in (
             ("event", f"{self.name}-events", 0),
             ("trigger", f"{self.name}-events-pair-trigger", 1),
             ("action", f"{self.name}-events-pair-action", 1),
         ):
-            for p, end in high_watermarks(self.clients, topic).items():
+            for p, end in high_watermarks(self.watermarks, topic).items():
                 if end and positions.get((stage, p), -1) < end - markers:
                     return False
         return True
 
     def stop(self) -> None:
+        self.watermarks.close()
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
@@ -269,10 +326,13 @@ def run_kafkaops(cluster: LocalCluster, workdir: Path, args: argparse.Namespace,
         wait_for(pipe.ready, 60, 0.2, what="sensor stages assigned")
         reader = OutputReader(pipe.clients, f"{name}-out")
         reader.start()
+        meter = CpuMeter(cluster, [p.pid for p in pipe.procs])
         t0 = time.perf_counter()
         produce(pipe.clients, name, 0, args.events, 0)
         wait_for(lambda: pipe.drained(args.events), 600, 0.05, what="drain")
         throughput = args.events / (time.perf_counter() - t0)
+        cpu = meter.per_event_us(args.events)
+        per_commit = pipe.records_per_commit()
         backlog_firings = reader.count
         reader.latencies.clear()
         steady = int(args.rate * args.seconds)
@@ -282,7 +342,9 @@ def run_kafkaops(cluster: LocalCluster, workdir: Path, args: argparse.Namespace,
         reader.join(5)
         return {
             "events_per_s": throughput,
+            **cpu,
             "backlog_firings": backlog_firings,
+            "records_per_commit": per_commit,
             "steady_firings": len(reader.latencies),
             "p50_ms": statistics.median(reader.latencies),
             "p95_ms": percentile(reader.latencies, 0.95),
@@ -339,10 +401,12 @@ def run_baseline(cluster: LocalCluster, args: argparse.Namespace, i: int) -> dic
     try:
         reader = OutputReader(clients, f"{name}-out")
         reader.start()
+        meter = CpuMeter(cluster, [proc.pid])
         t0 = time.perf_counter()
         produce(clients, name, 0, args.events, 0)
         wait_for(lambda: reader.count >= args.events, 600, 0.05, what="baseline drain")
         throughput = args.events / (time.perf_counter() - t0)
+        cpu = meter.per_event_us(args.events)
         reader.latencies.clear()
         steady = int(args.rate * args.seconds)
         produce(clients, name, args.events, steady, args.rate)
@@ -351,6 +415,7 @@ def run_baseline(cluster: LocalCluster, args: argparse.Namespace, i: int) -> dic
         reader.join(5)
         return {
             "events_per_s": throughput,
+            **cpu,
             "p50_ms": statistics.median(reader.latencies),
             "p95_ms": percentile(reader.latencies, 0.95),
             "p99_ms": percentile(reader.latencies, 0.99),
@@ -398,7 +463,15 @@ def main() -> None:
     med = {
         who: {
             k: statistics.median(r[k] for r in runs)
-            for k in ("events_per_s", "p50_ms", "p95_ms", "p99_ms")
+            for k in (
+                "events_per_s",
+                "broker_cpu_us",
+                "jit_cpu_us",
+                "pipeline_cpu_us",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+            )
         }
         for who, runs in results.items()
     }
@@ -407,11 +480,15 @@ def main() -> None:
     print(
         f"kafkaops ({layout}): {k['events_per_s']:,.0f} events/s; at {args.rate:,.0f} events/s"
         f" p50 {k['p50_ms']:.0f} ms, p95 {k['p95_ms']:.0f} ms, p99 {k['p99_ms']:.0f} ms"
-        f" (median of {args.runs} runs)"
+        f" (median of {args.runs} runs); CPU per event: broker {k['broker_cpu_us']:.0f} us"
+        f" (JIT {k['jit_cpu_us']:.0f} us),"
+        f" kafkaops {k['pipeline_cpu_us']:.0f} us"
     )
     print(
         f"baseline (bare pipe): {b['events_per_s']:,.0f} events/s;"
-        f" p50 {b['p50_ms']:.0f} ms, p95 {b['p95_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms"
+        f" p50 {b['p50_ms']:.0f} ms, p95 {b['p95_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms;"
+        f" CPU per event: broker {b['broker_cpu_us']:.0f} us"
+        f" (JIT {b['jit_cpu_us']:.0f} us), pipe {b['pipeline_cpu_us']:.0f} us"
     )
     print(
         f"ratio kafkaops/baseline: throughput {k['events_per_s'] / b['events_per_s']:.2f}x,"

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -42,10 +42,12 @@ __all__ = [
     "CloudEvent",
     "CloudEventError",
     "DependencyEvent",
+    "EncodedEvent",
     "calendar_event_data",
     "decode_action_record",
     "decode_trigger_record",
     "encode_action_record",
+    "encode_json_event",
     "encode_trigger_record",
     "format_time",
     "go_time_string",
@@ -92,16 +94,25 @@ def go_time_string(value: datetime) -> str:
 
 
 def _clock_text(u: datetime, sep: str) -> str:
-    out = f"{u.year:04d}-{u.month:02d}-{u.day:02d}{sep}{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
-    if u.microsecond:
-        out += "." + f"{u.microsecond:06d}".rstrip("0")
-    return out
+    # isoformat is C and twice as fast as formatting the fields here (two times per event);
+    # it writes 6 fraction digits when there is a fraction, whose trailing zeros Go drops.
+    text = u.isoformat(sep)[:-6]  # without "+00:00"
+    return text.rstrip("0") if u.microsecond else text
 
 
 def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: pass an aware time (UTC)")
     return value.astimezone(UTC)
+
+
+class EncodedEvent(NamedTuple):
+    """An event as the event topic holds it: key and CloudEvents JSON."""
+
+    key: bytes
+    value: bytes
 
 
 @dataclass(frozen=True, eq=True)
@@ -167,6 +178,9 @@ class CloudEvent:
             return self._raw
         return _dumps(self._source if self._source is not None else self.to_dict())
 
+    def encoded(self) -> EncodedEvent:
+        return EncodedEvent(self.key.encode(), self.to_json())
+
     @classmethod
     def from_dict(cls, obj: Any, *, raw: bytes | None = None) -> CloudEvent:
         time, data = _checked(obj)
@@ -214,6 +228,25 @@ class CloudEvent:
         return replace(self, data=data, datacontenttype=JSON_CONTENT_TYPE, _source=None, _raw=None)
 
 
+def encode_json_event(
+    *, id: str, source: str, type: str, subject: str, time: datetime, data: Any
+) -> EncodedEvent:
+    """`CloudEvent(id, source, type, subject, time, data=data).encoded()` without building the
+    event: a Kafka source's hot path, where the object cost as much as the rest together.
+    The names come from checked definitions; `id`, `source` and `type` must not be empty."""
+    envelope = {
+        "specversion": SPEC_VERSION,
+        "id": id,
+        "source": source,
+        "type": type,
+        "subject": subject,
+        "datacontenttype": JSON_CONTENT_TYPE,
+        "time": format_time(time),
+        "data": data,
+    }
+    return EncodedEvent(f"{source}.{subject}".encode(), _dumps(envelope))
+
+
 def _checked(obj: Any) -> tuple[datetime | None, Any]:
     """Validate a CloudEvent JSON object; returns its parsed time and data."""
     if not isinstance(obj, dict):
@@ -235,9 +268,10 @@ def _checked(obj: Any) -> tuple[datetime | None, Any]:
             data = base64.b64decode(obj["data_base64"], validate=True)
         except (binascii.Error, TypeError) as exc:
             raise CloudEventError(f"data_base64 is not base64: {exc}") from None
-    for name in obj:
-        if name not in _KNOWN and not _EXTENSION_NAME.match(name):
-            raise CloudEventError(f"invalid extension attribute name {name!r}")
+    if not _KNOWN.issuperset(obj):
+        for name in obj:
+            if name not in _KNOWN and not _EXTENSION_NAME.match(name):
+                raise CloudEventError(f"invalid extension attribute name {name!r}")
     return (parse_time(obj["time"]) if "time" in obj else None), data
 
 

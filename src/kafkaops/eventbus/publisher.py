@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from kafkaops.eventbus.bus import PRODUCER_SETTINGS
-from kafkaops.eventbus.cloudevents import CloudEvent
+from kafkaops.eventbus.cloudevents import CloudEvent, EncodedEvent
 from kafkaops.kafka import ClusterClients
 
 __all__ = ["Delivery", "EventPublisher", "PublishError"]
@@ -82,26 +82,22 @@ class EventPublisher:
         while not self._closed.is_set():
             self.producer.poll(0.1)
 
-    def _produce(self, event: CloudEvent, on_delivery: Any) -> None:
-        key, value = event.key.encode(), event.to_json()
+    def _produce(self, event: EncodedEvent, on_delivery: Any) -> None:
         while True:
             try:
-                self.producer.produce(self.topic, value, key, on_delivery=on_delivery)
+                self.producer.produce(self.topic, event.value, event.key, on_delivery=on_delivery)
                 return
             except BufferError:
                 # The local queue is full; the poller drains it as deliveries complete.
                 self._closed.wait(0.05)
 
-    def send(self, events: Sequence[CloudEvent]) -> Delivery:
+    def send(self, events: Sequence[EncodedEvent]) -> Delivery:
         """Hand events to the producer, in order; the result completes as the broker answers."""
         delivery = Delivery(len(events))
+        report = delivery.report
         for event in events:
-            self._produce(event, delivery.report)
+            self._produce(event, report)
         return delivery
-
-    def publish_many(self, events: Sequence[CloudEvent]) -> None:
-        """Publish and wait until the broker has every event; PublishError if any failed."""
-        self.send(events).wait(self.timeout)
 
     async def publish(self, event: CloudEvent) -> None:
         """Publish one event and wait for the broker's acknowledgement (without blocking)."""
@@ -112,7 +108,7 @@ class EventPublisher:
             text = None if err is None else err.str()
             loop.call_soon_threadsafe(_settle, future, text)
 
-        self._produce(event, delivered)
+        self._produce(event.encoded(), delivered)
         error = await asyncio.wait_for(future, self.timeout)
         if error is not None:
             raise PublishError(f"event {event.id} not published: {error}")

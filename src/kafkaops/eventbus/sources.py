@@ -44,7 +44,9 @@ from confluent_kafka import (
 from kafkaops.eventbus.bus import BusConnections
 from kafkaops.eventbus.cloudevents import (
     CloudEvent,
+    EncodedEvent,
     calendar_event_data,
+    encode_json_event,
     kafka_event_data,
     kafka_event_id,
     webhook_event_data,
@@ -192,26 +194,22 @@ def _timestamp(msg: Message) -> datetime:
 
 def kafka_event(
     source: str, event: str, spec: KafkaSource, brokers: str, msg: Message
-) -> CloudEvent:
+) -> EncodedEvent:
     """The event for one record of a Kafka source (Argo's data layout and id)."""
+    topic, partition = msg.topic(), msg.partition()
     data = kafka_event_data(
-        topic=msg.topic(),
-        partition=msg.partition(),
+        topic=topic,
+        partition=partition,
         key=msg.key(),
         value=msg.value(),
         timestamp=_timestamp(msg),
-        headers=msg.headers() or [],
+        headers=msg.headers(),
         json_body=spec.json_body,
         metadata=spec.metadata,
     )
-    return CloudEvent(
+    return encode_json_event(
         id=kafka_event_id(
-            source,
-            event,
-            broker=brokers,
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
+            source, event, broker=brokers, topic=topic, partition=partition, offset=msg.offset()
         ),
         source=source,
         type="kafka",
@@ -284,9 +282,10 @@ class KafkaSourceWorker:
             return self.spec.all_topics
         return [self.spec.topic]
 
-    def convert(self, msg: Message) -> CloudEvent | None:
+    def convert(self, msg: Message) -> EncodedEvent | None:
         if isinstance(self.spec, AlertsSource):
-            return alert_event(self.source.name, self.event, self.spec, msg)
+            event = alert_event(self.source.name, self.event, self.spec, msg)
+            return None if event is None else event.encoded()
         return kafka_event(self.source.name, self.event, self.spec, self.brokers, msg)
 
     def start(self) -> None:
@@ -350,7 +349,7 @@ class KafkaSourceWorker:
             self._settle(consumer, 0)
             return
         messages = [first, *consumer.consume(_MAX_BATCH - 1, 0)]
-        events: list[CloudEvent] = []
+        events: list[EncodedEvent] = []
         nexts: dict[tuple[str, int], int] = {}
         starts: dict[tuple[str, int], int] = {}
         for msg in messages:

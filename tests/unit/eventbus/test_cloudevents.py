@@ -16,6 +16,7 @@ from kafkaops.eventbus.cloudevents import (
     decode_action_record,
     decode_trigger_record,
     encode_action_record,
+    encode_json_event,
     encode_trigger_record,
     format_time,
     go_time_string,
@@ -147,6 +148,22 @@ def test_time_formats():
     )
     assert go_time_string(WHEN) == "2024-01-02 03:04:05.12 +0000 UTC"
     assert go_time_string(WHEN.replace(microsecond=0)) == "2024-01-02 03:04:05 +0000 UTC"
+
+
+@given(
+    st.datetimes(timezones=st.just(UTC)),
+    st.dictionaries(st.text(), st.integers() | st.text() | st.none(), max_size=3),
+)
+def test_times_and_the_encoded_fast_path_match_the_event_object(when, data):
+    micro = f".{when.microsecond:06d}".rstrip("0") if when.microsecond else ""
+    clock = f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when:%H:%M:%S}{micro}"
+    assert format_time(when) == clock + "Z"
+    assert go_time_string(when) == clock.replace("T", " ") + " +0000 UTC"
+    fast = encode_json_event(
+        id="s:e:1", source="s", type="kafka", subject="e", time=when, data=data
+    )
+    built = CloudEvent(id="s:e:1", source="s", type="kafka", subject="e", time=when, data=data)
+    assert fast == built.encoded() == (b"s.e", built.to_json())
 
 
 def test_context_is_argos_event_context():

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import KafkaError
 
-from kafkaops.eventbus.cloudevents import CloudEvent
+from kafkaops.eventbus.cloudevents import CloudEvent, EncodedEvent
 from kafkaops.eventbus.metrics import EventbusMetrics
 from kafkaops.eventbus.publisher import Delivery, PublishError
 from kafkaops.eventbus.sources import (
@@ -199,9 +199,11 @@ class FakeMessage:
 def test_kafka_event_has_argos_data_layout_and_a_stable_id() -> None:
     src = source("  kafka:\n    orders: {url: 'k1:9092,k2:9092', topic: orders}\n")
     spec = src.spec.kafka["orders"]
-    event = kafka_event(
+    encoded = kafka_event(
         "src", "orders", spec, "k1:9092,k2:9092", FakeMessage(b"\x00raw", headers=[("h", b"v")])
     )
+    event = CloudEvent.from_json(encoded.value)
+    assert encoded.key == b"src.orders"
     assert event.id == "src:orders:k1:9092:orders:2:41"
     assert (event.source, event.subject, event.type) == ("src", "orders", "kafka")
     assert event.data["body"] == base64.b64encode(b"\x00raw").decode()
@@ -209,8 +211,10 @@ def test_kafka_event_has_argos_data_layout_and_a_stable_id() -> None:
     assert event.data["timestamp"] == "2023-11-14 22:13:20 +0000 UTC"
     assert (event.data["topic"], event.data["partition"], event.data["key"]) == ("orders", 2, "k")
     as_json = source("  kafka:\n    orders: {url: 'k1:9092', topic: orders, jsonBody: true}\n")
-    parsed = kafka_event(
-        "src", "orders", as_json.spec.kafka["orders"], "k1:9092", FakeMessage(b'{"x": 1}')
+    parsed = CloudEvent.from_json(
+        kafka_event(
+            "src", "orders", as_json.spec.kafka["orders"], "k1:9092", FakeMessage(b'{"x": 1}')
+        ).value
     )
     assert parsed.data["body"] == {"x": 1}
 
@@ -291,7 +295,7 @@ class HeldPublisher:
     def __init__(self) -> None:
         self.sent: list[Delivery] = []
 
-    def send(self, events: list[CloudEvent]) -> Delivery:
+    def send(self, events: list[EncodedEvent]) -> Delivery:
         self.sent.append(Delivery(len(events)))
         return self.sent[-1]
 
