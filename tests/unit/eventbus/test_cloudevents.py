@@ -356,10 +356,16 @@ def test_trigger_records_in_other_layouts_decode_like_any_json(value):
     assert item == DependencyEvent("a", ev)
 
 
-def test_a_trigger_record_holding_an_invalid_event_is_rejected():
+def test_an_invalid_event_in_a_trigger_record_is_rejected_by_the_stage_that_reads_it():
+    """The trigger stage only needs JSON (the event stage checked the event); the action
+    record of a firing that holds anything else is rejected whole."""
+    with pytest.raises(CloudEventError, match="not JSON"):
+        decode_trigger_record(b"t1", b'{"dependencyName":"a","event":{"id":}')
     bad = b'{"specversion":"1.0","id":"x","source":"s","type":"t","time":"yesterday"}'
+    _trigger, item = decode_trigger_record(b"t1", b'{"dependencyName":"a","event":' + bad + b"}")
+    _key, action = encode_action_record("t1", [item])
     with pytest.raises(CloudEventError, match="RFC 3339"):
-        decode_trigger_record(b"t1", b'{"dependencyName":"a","event":' + bad + b"}")
+        decode_action_record(b"t1", action)
 
 
 def test_integers_beyond_64_bits_stay_exact():
