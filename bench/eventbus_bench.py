@@ -15,7 +15,9 @@ Each run uses fresh 3-partition topics on one local broker and the default batch
 `--split` as two (`--only sources` and `--only sensors`), as Argo deploys them. The baseline
 runs both phases through a plain consume->produce loop in its own process (one consumer, one
 idempotent producer, offsets committed per batch, no transactions, no parsing beyond reading the
-timestamp). Prints the median over runs and the ratio kafkaops / baseline.
+timestamp). Prints the median over runs and the ratio kafkaops / baseline, and for the
+throughput phase the CPU per event of the broker (its C2 JIT threads apart), of the pipeline's
+processes, and each stage's records per commit (every commit is a transaction on the broker).
 
 `--warmup N` first sends N events through each pipeline untimed: the broker's JIT compiles
 its transaction paths (which only kafkaops uses) over the first several hundred transactions, and
