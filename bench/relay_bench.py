@@ -18,7 +18,11 @@ first. Prints median and p95 per variant, records/s and MB/s, the ratio of
 each relay mode to the bare loop, and the process CPU seconds per run (librdkafka's threads
 included): on a box where the brokers share the cores, CPU per record is the steadier figure.
 
+Each size starts with `--warmup` untimed runs of every variant (default 1): on freshly started
+brokers the JIT compiles for the first seconds of load, which otherwise lands on run 1 alone.
+
 Usage: python bench/relay_bench.py [--records N] [--sizes 1000,100] [--runs 3] [--partitions 4]
+                                   [--warmup 1]
 """
 
 from __future__ import annotations
@@ -162,6 +166,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed runs of every variant per size first (the brokers' JIT warms up)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     records = args.records - args.records % args.partitions
@@ -181,7 +191,7 @@ def main() -> None:
             times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
             steady: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
             cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-            for run in range(args.runs):
+            for run in range(-args.warmup, args.runs):
                 for variant in VARIANTS[run % 3 :] + VARIANTS[: run % 3]:
                     target = f"{source}-{variant}-{run}"
                     create_topic(dst_admin, target, partitions=args.partitions)
@@ -193,13 +203,15 @@ def main() -> None:
                         elapsed, per = run_bare(cfg, source, target, records, args.partitions)
                     else:
                         elapsed, per = run_relay(cfg, records)
-                    cpu[variant].append(time.process_time() - c0)
-                    times[variant].append(elapsed)
-                    steady[variant].append(per)
+                    used = time.process_time() - c0
+                    if run >= 0:
+                        cpu[variant].append(used)
+                        times[variant].append(elapsed)
+                        steady[variant].append(per)
                     print(
-                        f"  run {run + 1} {variant:>14}: {elapsed:6.2f}s "
-                        f"{records / elapsed:>10,.0f} rec/s (steady {1 / per:>10,.0f})"
-                        f"  cpu {cpu[variant][-1]:5.2f}s",
+                        f"  {f'run {run + 1}' if run >= 0 else 'warm-up'} {variant:>14}:"
+                        f" {elapsed:6.2f}s {records / elapsed:>10,.0f} rec/s"
+                        f" (steady {1 / per:>10,.0f})  cpu {used:5.2f}s",
                         flush=True,
                     )
                     dst_admin.delete_topics([target], operation_timeout=60)[target].result(60)
