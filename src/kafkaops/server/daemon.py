@@ -47,6 +47,8 @@ async def serve(config: Config, jobs: Sequence[Job], ready: asyncio.Event | None
         )
         # What start-up built lives as long as the process: spare the collector walking it
         # again in every full collection (they run every few seconds at high event rates).
+        # Collect first, so that start-up's garbage is not kept for good.
+        gc.collect()
         gc.freeze()
         if ready is not None:
             ready.set()
