@@ -74,14 +74,6 @@ class EventbusManager:
         self.generation = -1
         self.problems: list[str] = []
 
-    def webhook_paths(self, definitions: list[Definition]) -> set[str]:
-        return {
-            hook.endpoint
-            for d in definitions
-            if isinstance(d, EventSource)
-            for hook in d.spec.webhook.values()
-        }
-
     async def load(self) -> list[Definition]:
         self.generation = await asyncio.to_thread(self.store.generation)
         return await asyncio.to_thread(self.store.definitions)
@@ -245,7 +237,7 @@ class EventbusJob:
         )
         self.manager = manager
         definitions = await manager.load()
-        runtime.add_routes(manager.webhooks.routes(manager.webhook_paths(definitions)))
+        runtime.add_fallback(manager.webhooks.handle)
         await manager.sync(definitions)
         runtime.add_health(self.name, manager.health)
         runtime.spawn("eventbus", lambda: manager.run(runtime.stopping))

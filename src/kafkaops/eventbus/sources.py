@@ -112,38 +112,24 @@ class WebhookEndpoint:
 
 
 class WebhookRegistry:
-    """Endpoints by path, looked up per request, so definitions can change while serving.
-
-    Routes are registered on the daemon's server at start-up; aiohttp's router cannot grow
-    afterwards, so a path first defined while running is served after the next restart.
-    """
+    """Endpoints by path, looked up per request (the daemon's fallback for paths no route
+    matches), so webhooks defined or deleted while it runs are served or gone at once."""
 
     def __init__(self) -> None:
         self.endpoints: dict[str, WebhookEndpoint] = {}
-        self.routed: set[str] = set()
-
-    def routes(self, paths: set[str]) -> list[web.RouteDef]:
-        new = sorted(paths - self.routed)
-        self.routed.update(new)
-        return [web.route("*", path, self.handle) for path in new]
 
     def add(self, endpoint: WebhookEndpoint) -> None:
-        path = endpoint.spec.endpoint
-        if path not in self.routed:
-            log.warning(
-                "webhook endpoint defined while running; it is served after a restart",
-                extra={"eventsource": endpoint.source, "endpoint": path},
-            )
-        self.endpoints[path] = endpoint
+        self.endpoints[endpoint.spec.endpoint] = endpoint
 
     def remove(self, endpoint: WebhookEndpoint) -> None:
         if self.endpoints.get(endpoint.spec.endpoint) is endpoint:
             del self.endpoints[endpoint.spec.endpoint]
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse | None:
+        """The endpoint's answer; None when no event source listens at the path."""
         endpoint = self.endpoints.get(request.path)
         if endpoint is None:
-            raise web.HTTPNotFound(text="no event source listens here\n")
+            return None
         if request.method != endpoint.spec.method:
             raise web.HTTPMethodNotAllowed(request.method, [endpoint.spec.method])
         if endpoint.needs_token and not _authorised(request, endpoint.token):

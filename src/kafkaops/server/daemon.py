@@ -33,6 +33,7 @@ async def serve(config: Config, jobs: Sequence[Job], ready: asyncio.Event | None
         started = [job for job in jobs if job.wanted(config)]
         for job in started:
             await job.start(runtime)
+        runtime.route_fallbacks()
         await runner.setup()
         site = web.TCPSite(runner, config.http.host, config.http.port)
         try:

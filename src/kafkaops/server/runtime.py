@@ -27,6 +27,8 @@ class Health:
 
 
 HealthCheck = Callable[[], Health]
+Fallback = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+"""Answers a request no route matched, or None to pass it on."""
 
 
 class Runtime:
@@ -42,6 +44,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._subscribers: dict[str, list[Callable[[Any], None]]] = {}
+        self._fallbacks: list[Fallback] = []
+        self._catch_all: web.AbstractResource | None = None
         self.failure: BaseException | None = None
 
     def clients(self, cluster_id: str) -> ClusterClients:
@@ -52,6 +56,31 @@ class Runtime:
 
     def add_routes(self, routes: list[web.RouteDef]) -> None:
         self.app.router.add_routes(routes)
+
+    def add_fallback(self, handler: Fallback) -> None:
+        """Serve paths that no route matches, decided per request: for paths defined while
+        the daemon runs (aiohttp's routes are fixed once it serves), such as webhooks."""
+        self._fallbacks.append(handler)
+
+    def route_fallbacks(self) -> None:
+        """After every job added its routes: one catch-all after them asks the fallbacks."""
+        if self._fallbacks:
+            route = self.app.router.add_route("*", "/{path:.*}", self._fall_back)
+            self._catch_all = route.resource
+
+    async def _fall_back(self, request: web.Request) -> web.StreamResponse:
+        for handler in self._fallbacks:
+            response = await handler(request)
+            if response is not None:
+                return response
+        # What aiohttp answers without the catch-all: 405 where a route has the path.
+        allowed: set[str] = set()
+        for resource in self.app.router.resources():
+            if resource is not self._catch_all:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+        raise web.HTTPNotFound()
 
     def add_health(self, name: str, check: HealthCheck) -> None:
         self.health_checks[name] = check

@@ -138,3 +138,33 @@ def test_kafka_source_is_at_least_once_across_a_sigkill(bus) -> None:
 
     wait_for(lambda: len(ids()) >= 200, 60, 0.2, what="every row as an event")
     assert ids() == {f"copier:rows:{bus.cluster.bootstrap}:{incoming}:0:{n}" for n in range(200)}
+
+
+def test_a_webhook_applied_while_the_daemon_runs_is_served_at_once(bus) -> None:
+    """No restart: the daemon serves webhook paths it learns of while running, and stops
+    serving them when their event source is deleted."""
+    bus.topics(partitions=1)
+    bus.eventbus_settings["reload-interval"] = "200ms"
+    bus.apply(bus.bus_yaml())
+    proc = bus.process("daemon", daemon=True).start()
+    url = f"http://127.0.0.1:{proc.port}/late"
+    wait_for(lambda: "event bus started" in proc.output(), 60, 0.1, what="daemon up")
+    assert post(url, b'{"n": 1}') == 404
+    bus.apply(
+        textwrap.dedent(
+            """\
+            apiVersion: argoproj.io/v1alpha1
+            kind: EventSource
+            metadata: {name: late}
+            spec:
+              webhook:
+                hook: {port: "12000", endpoint: /late, method: POST}
+            """
+        )
+    )
+    wait_for(lambda: post(url, b'{"n": 2}') == 200, 30, 0.2, what="the webhook applied late")
+    events = [CloudEvent.from_json(msg.value()) for msg in bus.read(bus.event_topic)]
+    assert [(e.source, e.subject, e.data["body"]) for e in events] == [("late", "hook", {"n": 2})]
+    assert bus.store.delete("EventSource", "default", "late")
+    wait_for(lambda: post(url, b'{"n": 3}') == 404, 30, 0.2, what="the deleted webhook gone")
+    assert proc.stop() == 0, proc.output()[-3000:]

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import KafkaError
 
+from kafkaops.config import Config
 from kafkaops.eventbus.cloudevents import CloudEvent, EncodedEvent
 from kafkaops.eventbus.metrics import EventbusMetrics
 from kafkaops.eventbus.publisher import Delivery, PublishError
@@ -25,6 +25,7 @@ from kafkaops.eventbus.sources import (
     secret_from_env,
 )
 from kafkaops.eventbus.spec import EventSource, SecretKeySelector, load_definitions
+from kafkaops.server.runtime import Runtime
 
 
 def source(spec: str) -> EventSource:
@@ -44,10 +45,11 @@ class FakePublisher:
         self.events.append(event)
 
 
-async def client_for(registry: WebhookRegistry, paths: set[str]) -> TestClient:
-    app = web.Application()
-    app.router.add_routes(registry.routes(paths))
-    client = TestClient(TestServer(app))
+async def client_for(registry: WebhookRegistry) -> TestClient:
+    runtime = Runtime(Config())
+    runtime.add_fallback(registry.handle)
+    runtime.route_fallbacks()
+    client = TestClient(TestServer(runtime.app))
     await client.start_server()
     return client
 
@@ -59,7 +61,7 @@ async def test_webhook_publishes_a_cloudevent_and_checks_method_and_token() -> N
     )
     publisher = FakePublisher()
     registry = WebhookRegistry()
-    client = await client_for(registry, {"/push"})
+    client = await client_for(registry)
     registry.add(
         WebhookEndpoint(
             "src", "push", src.spec.webhook["push"], publisher, "s3cret", EventbusMetrics()
@@ -87,7 +89,7 @@ async def test_webhook_publishes_a_cloudevent_and_checks_method_and_token() -> N
 async def test_webhook_answers_503_when_the_event_is_not_published() -> None:
     src = source("  webhook:\n    push: {port: '1', endpoint: /p}\n")
     registry = WebhookRegistry()
-    client = await client_for(registry, {"/p"})
+    client = await client_for(registry)
     registry.add(
         WebhookEndpoint(
             "src", "push", src.spec.webhook["push"], FakePublisher(True), None, EventbusMetrics()
