@@ -27,6 +27,7 @@ from kafkaops.eventbus.sensor import SensorFatal, SensorRunner, SensorSettings
 from kafkaops.eventbus.sources import SourceRunner, WebhookRegistry
 from kafkaops.eventbus.spec import Definition, EventBus, EventSource, Sensor, validate_references
 from kafkaops.eventbus.store import DefinitionStore
+from kafkaops.kafka.membership import Membership
 from kafkaops.server.runtime import Health, Runtime
 
 __all__ = ["EventbusJob", "EventbusManager"]
@@ -127,7 +128,12 @@ class EventbusManager:
             try:
                 publisher = self._publisher(bus)
                 runner = SourceRunner(
-                    source, publisher, self.connections, self.webhooks, self.metrics
+                    source,
+                    publisher,
+                    self.connections,
+                    self.webhooks,
+                    self.metrics,
+                    leader=self._calendar_leader(source, bus),
                 )
                 runner.start()
             except KeyError as exc:
@@ -138,6 +144,19 @@ class EventbusManager:
                 continue
             self.sources[key] = _Running(fingerprint, runner)
             log.info("event source started", extra={"eventsource": source.name})
+
+    def _calendar_leader(self, source: EventSource, bus: EventBus) -> Membership | None:
+        """The group whose one bucket says which process fires this source's calendars: on the
+        bus's cluster, topic `{eventTopic}-leader`, group `{eventTopic}-calendars-{ns}-{name}`."""
+        if not source.spec.calendar:
+            return None
+        return Membership(
+            self.connections.for_ref(bus.spec.kafka),
+            topic=f"{bus.event_topic}-leader",
+            group_id=f"{bus.event_topic}-calendars-{source.namespace}-{source.name}",
+            buckets=1,
+            session_timeout=self.section.session_timeout.total_seconds(),
+        )
 
     def _publisher(self, bus: EventBus) -> EventPublisher:
         clients = self.connections.for_ref(bus.spec.kafka)

@@ -62,6 +62,7 @@ from kafkaops.eventbus.spec import (
     WebhookSource,
 )
 from kafkaops.kafka import ClusterClients
+from kafkaops.kafka.membership import Membership
 
 __all__ = [
     "KafkaSourceWorker",
@@ -80,6 +81,8 @@ _MAX_BATCH = 500
 # Batches published and not yet acknowledged: enough to keep reading while the broker answers,
 # few enough that a failure re-reads little.
 _IN_FLIGHT = 4
+_LEADER_POLL = 0.2
+"""Seconds between looks at the calendar leadership."""
 
 
 def _now() -> datetime:
@@ -465,7 +468,14 @@ async def run_calendar(
 
 
 class SourceRunner:
-    """Everything one EventSource emits, published to its bus's event topic."""
+    """Everything one EventSource emits, published to its bus's event topic.
+
+    Kafka sources share their consumer group across processes and webhooks answer whoever is
+    asked, but a calendar would fire once in every process that runs sources. With a `leader`
+    membership (one bucket), calendars run only in the process that owns it; another takes
+    over when it leaves (at once) or dies (within the group's session timeout). A handover may
+    overlap by the membership's polling interval, well below any calendar's period.
+    """
 
     def __init__(
         self,
@@ -474,14 +484,18 @@ class SourceRunner:
         connections: BusConnections,
         webhooks: WebhookRegistry,
         metrics: EventbusMetrics,
+        *,
+        leader: Membership | None = None,
     ) -> None:
         self.source = source
         self.publisher = publisher
         self.connections = connections
         self.webhooks = webhooks
         self.metrics = metrics
+        self.leader = leader
         self._workers: list[KafkaSourceWorker] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._calendars: list[asyncio.Task[None]] = []
+        self._following: asyncio.Task[None] | None = None
         self._endpoints: list[WebhookEndpoint] = []
 
     @property
@@ -501,13 +515,14 @@ class SourceRunner:
             )
             worker.start()
             self._workers.append(worker)
-        for event, calendar in spec.calendar.items():
-            self._tasks.append(
-                asyncio.create_task(
-                    run_calendar(self.name, event, calendar, self._publish_counted(event)),
-                    name=f"calendar-{self.name}-{event}",
+        if spec.calendar:
+            if self.leader is None:
+                self._start_calendars()
+            else:
+                self.leader.start()
+                self._following = asyncio.create_task(
+                    self._follow(self.leader), name=f"calendars-{self.name}"
                 )
-            )
         for event, hook in spec.webhook.items():
             token = hook.token
             if hook.auth_secret is not None:
@@ -520,6 +535,36 @@ class SourceRunner:
             endpoint = WebhookEndpoint(self.name, event, hook, self.publisher, token, self.metrics)
             self.webhooks.add(endpoint)
             self._endpoints.append(endpoint)
+
+    def _start_calendars(self) -> None:
+        self._calendars = [
+            asyncio.create_task(
+                run_calendar(self.name, event, calendar, self._publish_counted(event)),
+                name=f"calendar-{self.name}-{event}",
+            )
+            for event, calendar in self.source.spec.calendar.items()
+        ]
+
+    async def _stop_calendars(self) -> None:
+        for task in self._calendars:
+            task.cancel()
+        await asyncio.gather(*self._calendars, return_exceptions=True)
+        self._calendars = []
+
+    async def _follow(self, leader: Membership) -> None:
+        """Run the calendars while this process owns the leader bucket, and only then."""
+        while True:
+            leading = bool(leader.owned)
+            if leading != bool(self._calendars):
+                log.info(
+                    "calendars started: this process leads" if leading else "calendars stopped",
+                    extra={"eventsource": self.name, "group": leader.group_id},
+                )
+                if leading:
+                    self._start_calendars()
+                else:
+                    await self._stop_calendars()
+            await asyncio.sleep(_LEADER_POLL)
 
     def _publish_counted(self, event: str) -> Callable[[CloudEvent], Any]:
         async def publish(cloud: CloudEvent) -> None:
@@ -535,9 +580,12 @@ class SourceRunner:
     async def stop(self) -> None:
         for endpoint in self._endpoints:
             self.webhooks.remove(endpoint)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+        await self._stop_calendars()
+        if self.leader is not None:
+            await asyncio.to_thread(self.leader.stop)  # leaves the group: another leads at once
         for worker in self._workers:
             worker.stop.set()
         await asyncio.gather(*(asyncio.to_thread(w.stop_and_join) for w in self._workers))

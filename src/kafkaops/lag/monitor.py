@@ -39,7 +39,7 @@ from kafkaops.lag.estimator import (
 )
 from kafkaops.lag.history import HistoryStore, PartitionHistory
 from kafkaops.lag.membership import GROUP as MEMBERSHIP_GROUP
-from kafkaops.lag.membership import Membership
+from kafkaops.lag.membership import LagMembership
 from kafkaops.lag.status import (
     CommitWindow,
     GroupStatus,
@@ -111,7 +111,7 @@ class ClusterMonitor:
         clients: ClusterClients,
         cfg: LagConfig,
         storage: MemoryStorage | RedisStorage,
-        membership: Membership | None = None,
+        membership: LagMembership | None = None,
         record_read_limit: int | None = None,
     ) -> None:
         self.id = clients.id
@@ -376,7 +376,9 @@ class Monitor:
                 continue
             clients = clients_of(cluster_id)
             membership = (
-                Membership(clients, session_timeout=session_timeout) if self.cfg.sharding else None
+                LagMembership(clients, session_timeout=session_timeout)
+                if self.cfg.sharding
+                else None
             )
             self.clusters[cluster_id] = ClusterMonitor(
                 clients, self.cfg, self.storage, membership, record_read_limit

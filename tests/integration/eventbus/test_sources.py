@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 import urllib.error
 import urllib.request
 
@@ -168,3 +169,44 @@ def test_a_webhook_applied_while_the_daemon_runs_is_served_at_once(bus) -> None:
     assert bus.store.delete("EventSource", "default", "late")
     wait_for(lambda: post(url, b'{"n": 3}') == 404, 30, 0.2, what="the deleted webhook gone")
     assert proc.stop() == 0, proc.output()[-3000:]
+
+
+def test_calendars_fire_in_one_process_of_several_and_move_when_it_dies(bus) -> None:
+    """Two processes run the same calendar source: ticks come at its rate, not twice it; when
+    the leading process is SIGKILLed the other takes over within the session timeout."""
+    bus.topics(partitions=1)
+    bus.eventbus_settings["session-timeout"] = "6s"
+    bus.apply(
+        bus.bus_yaml()
+        + "---\n"
+        + textwrap.dedent(
+            """\
+            apiVersion: argoproj.io/v1alpha1
+            kind: EventSource
+            metadata: {name: clock}
+            spec:
+              calendar:
+                tick: {interval: 1s}
+            """
+        )
+    )
+
+    def ticks() -> list[float]:
+        times = [CloudEvent.from_json(msg.value()).time for msg in bus.read(bus.event_topic)]
+        return sorted(t.timestamp() for t in times if t is not None)
+
+    first = bus.process("c1").start()
+    wait_for(lambda: "this process leads" in first.output(), 60, 0.2, what="c1 leads")
+    second = bus.process("c2").start()
+    wait_for(lambda: "event bus started" in second.output(), 60, 0.2, what="c2 up")
+    both = time.time()
+    wait_for(lambda: any(t >= both + 6 for t in ticks()), 30, 0.2, what="6 s of ticks")
+    window = [t for t in ticks() if both <= t < both + 5]
+    assert 4 <= len(window) <= 6, window  # one calendar at 1/s; two leaders would give ~10
+    assert "this process leads" not in second.output()
+
+    first.kill()
+    killed = time.time()
+    wait_for(lambda: "this process leads" in second.output(), 30, 0.2, what="c2 takes over")
+    wait_for(lambda: any(t > killed + 1 for t in ticks()), 30, 0.2, what="ticks from c2")
+    assert second.stop() == 0, second.output()[-3000:]
