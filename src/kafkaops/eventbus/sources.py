@@ -474,7 +474,7 @@ class SourceRunner:
     asked, but a calendar would fire once in every process that runs sources. With a `leader`
     membership (one bucket), calendars run only in the process that owns it; another takes
     over when it leaves (at once) or dies (within the group's session timeout). A handover may
-    overlap by the membership's polling interval, well below any calendar's period.
+    overlap by the membership's and this runner's polling (a few tenths of a second).
     """
 
     def __init__(
