@@ -89,8 +89,11 @@ def cpu_seconds(pids: list[int], threads: str = "") -> float:
     name starts with `threads`, from /proc."""
     ticks = 0
     for pid in pids:
-        tasks = [f"/proc/{pid}/task/{t}" for t in os.listdir(f"/proc/{pid}/task")]
-        for task in tasks if threads else [f"/proc/{pid}"]:
+        if threads:
+            tasks = [f"/proc/{pid}/task/{t}" for t in os.listdir(f"/proc/{pid}/task")]
+        else:
+            tasks = [f"/proc/{pid}"]
+        for task in tasks:
             try:
                 with open(f"{task}/stat") as f:
                     stat = f.read()
@@ -98,7 +101,8 @@ def cpu_seconds(pids: list[int], threads: str = "") -> float:
                 continue  # a thread that ended
             name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
             if name.startswith(threads):
-                ticks += int(fields.split()[11]) + int(fields.split()[12])
+                utime, stime = fields.split()[11:13]
+                ticks += int(utime) + int(stime)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

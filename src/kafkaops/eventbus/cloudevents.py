@@ -49,6 +49,7 @@ __all__ = [
     "encode_action_record",
     "encode_json_event",
     "encode_trigger_record",
+    "event_key",
     "format_time",
     "go_time_string",
     "kafka_event_data",
@@ -108,6 +109,11 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def event_key(source: str, subject: str | None) -> str:
+    """The event-topic key `{eventSourceName}.{eventName}`: one source's event stays ordered."""
+    return f"{source}.{subject or ''}"
+
+
 class EncodedEvent(NamedTuple):
     """An event as the event topic holds it: key and CloudEvents JSON."""
 
@@ -148,8 +154,7 @@ class CloudEvent:
 
     @property
     def key(self) -> str:
-        """The event-topic key `{eventSourceName}.{eventName}`: one source's event stays ordered."""
-        return f"{self.source}.{self.subject or ''}"
+        return event_key(self.source, self.subject)
 
     @property
     def is_json(self) -> bool:
@@ -244,7 +249,7 @@ def encode_json_event(
         "time": format_time(time),
         "data": data,
     }
-    return EncodedEvent(f"{source}.{subject}".encode(), _dumps(envelope))
+    return EncodedEvent(event_key(source, subject).encode(), _dumps(envelope))
 
 
 def _checked(obj: Any) -> tuple[datetime | None, Any]:
@@ -302,7 +307,7 @@ class DependencyEvent:
 
     @classmethod
     def from_raw(cls, dependency: str, raw: bytes) -> DependencyEvent:
-        """An item from the JSON of an event already checked (`parse_event`)."""
+        """An item from the JSON of an event the event stage checked (`parse_event`)."""
         item = cls.__new__(cls)
         item.dependency = dependency
         item._event = None
@@ -386,8 +391,8 @@ def decode_trigger_record(key: bytes | None, value: bytes | None) -> tuple[str, 
 
     The event stage checked the event before writing the record (the trigger topic is the
     sensor's own); here it is only checked to be a JSON object, which keeps every action record
-    decodable, and the action stage checks it in full (half the trigger stage's time went to a
-    second full check)."""
+    decodable, and the action stage checks it in full (a second full check here was most of
+    the trigger stage's decoding time)."""
     if not key or value is None:
         raise CloudEventError("trigger record without key or value")
     item = _sliced_trigger_value(value)

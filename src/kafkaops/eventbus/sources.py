@@ -471,8 +471,9 @@ class SourceRunner:
     """Everything one EventSource emits, published to its bus's event topic.
 
     Kafka sources share their consumer group across processes and webhooks answer whoever is
-    asked, but a calendar would fire once in every process that runs sources. With a `leader`
-    membership (one bucket), calendars run only in the process that owns it; another takes
+    asked, but a calendar would fire once in every process that runs sources. So calendars run
+    only in the process that owns the one bucket of `leader` (given when the source has
+    calendars); another takes
     over when it leaves (at once) or dies (within the group's session timeout). A handover may
     overlap by the membership's and this runner's polling (a few tenths of a second).
     """
@@ -515,14 +516,11 @@ class SourceRunner:
             )
             worker.start()
             self._workers.append(worker)
-        if spec.calendar:
-            if self.leader is None:
-                self._start_calendars()
-            else:
-                self.leader.start()
-                self._following = asyncio.create_task(
-                    self._follow(self.leader), name=f"calendars-{self.name}"
-                )
+        if self.leader is not None:
+            self.leader.start()
+            self._following = asyncio.create_task(
+                self._follow(self.leader), name=f"calendars-{self.name}"
+            )
         for event, hook in spec.webhook.items():
             token = hook.token
             if hook.auth_secret is not None:

@@ -48,8 +48,6 @@ class Membership:
         self.buckets = buckets
         self.session_timeout = session_timeout
         self.owned: frozenset[int] = frozenset()
-        self.generation = 0
-        """Bumped on every change of `owned` (tests and logs use it)."""
         self.error = ""
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
@@ -131,7 +129,6 @@ class Membership:
                 },
             )
             self.owned = owned
-            self.generation += 1
         self.error = ""
 
     def _close(self) -> None:
