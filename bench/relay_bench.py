@@ -1,4 +1,5 @@
-"""Relay throughput: `kafkaops` relay (at-least-once, exactly-once) against a bare loop.
+"""Relay throughput: `kafkaops` relay (at-least-once, also with `exclusive_target`; exactly-once)
+against a bare loop.
 
 Two local single-node clusters (source and target) on this machine. The source topic is filled
 once per record size; every run copies all of it into a fresh target topic and is timed from
@@ -14,9 +15,11 @@ at the end, with no delivery reports, positions, filters or metrics.
 Variants run interleaved, the order rotated every run, and dirty pages are written out
 (`sync`, untimed) before each run: each run writes the whole data set, and the kernel flushing
 the previous run's writes during the next one would otherwise favour whichever variant runs
-first. Prints median and p95 per variant, records/s and MB/s, the ratio of
-each relay mode to the bare loop, and the process CPU seconds per run (librdkafka's threads
-included): on a box where the brokers share the cores, CPU per record is the steadier figure.
+first. Prints median and p95 per variant, records/s and MB/s, the ratio of each relay mode to
+the bare loop (of the medians, and "paired": the median of each run's ratio to the bare run of
+its round, which a machine whose speed drifts between rounds moves less), and the process CPU
+seconds per run (librdkafka's threads included): on a box where the brokers share the cores,
+CPU per record is the steadier figure.
 
 Each size starts with `--warmup` untimed runs of every variant (default 1): on freshly started
 brokers the JIT compiles for the first seconds of load, which otherwise lands on run 1 alone.
@@ -45,7 +48,8 @@ from kafkaops.testing import LocalCluster
 from kafkaops.testing.records import create_topic
 from kafkaops.testing.sequence import SequenceGenerator
 
-VARIANTS = ("bare", "at-least-once", "exactly-once")
+VARIANTS = ("bare", "at-least-once", "exactly-once", "alo-exclusive")
+"""alo-exclusive: at-least-once with `exclusive_target` (a run's later records carry no header)."""
 EOS_BATCH = 10_000
 """exactly-once: records per transaction (flush_batch_size) for the benchmark."""
 
@@ -55,8 +59,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def config(src: LocalCluster, dst: LocalCluster, source: str, target: str, delivery: str) -> Config:
+def config(src: LocalCluster, dst: LocalCluster, source: str, target: str, variant: str) -> Config:
     producer: dict[str, Any] = {"flush_frequency": "20ms", "buffer_size": 100_000}
+    delivery = "exactly-once" if variant == "exactly-once" else "at-least-once"
     if delivery == "exactly-once":
         producer |= {"flush_batch_size": EOS_BATCH, "flush_frequency": "100ms"}
     return validate(
@@ -69,6 +74,7 @@ def config(src: LocalCluster, dst: LocalCluster, source: str, target: str, deliv
                 "target": "dst",
                 "topics": [f"{source}:{target}"],
                 "delivery": delivery,
+                "exclusive_target": variant == "alo-exclusive",
                 "producer": producer,
                 "stop_at_end": True,
             },
@@ -192,11 +198,11 @@ def main() -> None:
             steady: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
             cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
             for run in range(-args.warmup, args.runs):
-                for variant in VARIANTS[run % 3 :] + VARIANTS[: run % 3]:
+                turn = run % len(VARIANTS)
+                for variant in VARIANTS[turn:] + VARIANTS[:turn]:
                     target = f"{source}-{variant}-{run}"
                     create_topic(dst_admin, target, partitions=args.partitions)
-                    delivery = "at-least-once" if variant == "bare" else variant
-                    cfg = config(src, dst, source, target, delivery)
+                    cfg = config(src, dst, source, target, variant)
                     os.sync()
                     c0 = time.process_time()
                     if variant == "bare":
@@ -232,9 +238,11 @@ def report(
         med = statistics.median(values)
         rate = records / med
         per = statistics.median(steady[variant])
+        paired = statistics.median(b / v for b, v in zip(times["bare"], values, strict=True))
         print(
             f"{size:>5} B {variant:>14}: median {med:6.2f}s p95 {percentile(values, 0.95):6.2f}s"
             f" | {rate:>10,.0f} rec/s {rate * size / 1e6:7.1f} MB/s | {base / med:5.2f}x bare"
+            f" ({paired:4.2f}x paired)"
             f" | steady {1 / per:>10,.0f} rec/s {size / per / 1e6:7.1f} MB/s"
             f" {base_steady / per:5.2f}x bare"
             f" | cpu {statistics.median(cpu[variant]) * 1e6 / records:5.1f} us/record",

@@ -188,6 +188,10 @@ class RelayConfig(Section):
     """Records per target partition between position checkpoints (bounds the restart read-back)."""
     resume_scan_limit: PositiveInt = 100_000
     """Records read back per target partition at most before a resume gives up."""
+    exclusive_target: bool = False
+    """Nothing but this relay writes to its target partitions: then the records of a run that
+    have no headers of their own carry none of the relay's either (position.py), which saves
+    librdkafka a header per record."""
     transactional_id: str = ""
     """exactly-once: the target transactional.id; empty means `kafkaops-relay-<name>`."""
     producer: ProducerSettings = Field(default_factory=ProducerSettings)

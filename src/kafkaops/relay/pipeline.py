@@ -53,6 +53,7 @@ from kafkaops.relay.metrics import (
 from kafkaops.relay.position import (
     CHECKPOINT_HEADER,
     RUN_HEADER,
+    RUN_LENGTH_HEADER,
     RUN_START_HEADER,
     SOURCE_HEADER,
     Batch,
@@ -185,6 +186,7 @@ class Relay:
         self.topic_map = cfg.topic_map()
         self.eos = cfg.delivery == "exactly-once"
         self._coalesce_acks = not self.eos and cfg.producer.enable_idempotency
+        self._exclusive = cfg.exclusive_target
         self._timestamp_switch = cfg.position_mapping == "timestamp" and len(cfg.sources) > 1
         self._stop = threading.Event()
         self.state = "starting"
@@ -469,6 +471,13 @@ class Relay:
             {s: o for s, o in starts.items() if o is not None},
             [s for s, p in plan.partitions.items() if p.wait_for_source],
         )
+        for (topic, part), why in result.foreign.items():
+            log.warning(
+                "something else writes to a target partition of an exclusive_target relay: "
+                "its run was read back without the records that carry no header (they may be "
+                "relayed again); set exclusive_target = false",
+                extra={"relay": cfg.name, "partition": f"{topic}[{part}]", "why": why},
+            )
         skipped = {s: p.skipped for s, p in plan.partitions.items() if p.skipped}
         if skipped:
             log.warning(
@@ -704,23 +713,28 @@ class Relay:
         delivered: Callable[[KafkaError | None, Message], None] | None,
     ) -> KafkaException | None:
         """One run (position.py): stamp, token and the due checkpoint on the first record, the
-        token alone on the others; `delivered` goes on the last record."""
+        token alone on the others (with `exclusive_target`, the run's length on the first and
+        nothing on the others that have no headers of their own); `delivered` goes on the last
+        record."""
         assert self.producer is not None and self.tracker is not None
         produce = self.producer.produce
         topic, tp = target
         token = self.tracker.new_run()
         first = run[0]
+        n = len(run)
         headers = first.headers() or []
         stamp = prefix + b"%d" % first.offset()  # type: ignore[str-bytes-safe]
         headers += ((SOURCE_HEADER, stamp), (RUN_START_HEADER, token))
+        if self._exclusive:
+            headers.append((RUN_LENGTH_HEADER, b"%d" % n))
         if ckpt is not None:
             headers.append((CHECKPOINT_HEADER, ckpt))
-        n = len(run)
         failed = self._send(first, target, headers, delivered if n == 1 else None)
         if failed is not None:
             return failed
         tagged = (RUN_HEADER, token)
-        shared = [tagged]  # the same list for every record without headers of its own
+        # the same list for every record without headers of its own
+        shared = None if self._exclusive else [tagged]
         end = n - 1 if delivered is not None else n
         for m in run[1:end]:
             headers = m.headers()

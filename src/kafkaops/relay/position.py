@@ -26,6 +26,15 @@ Headers (appended after the source record's own headers, as one block at the end
   (filters, key-hash, dedupe), like relays from before run tokens, stamps every record and
   writes no token: both forms are read alike, so a relay upgraded mid-stream resumes
   exactly from either.
+- `kafkaops-run-len` (`exclusive_target`, a promise that nothing else writes to the target
+  partitions): the run's length, on its first record after the token. The run's other records
+  then carry no relay header unless they have headers of their own (then the token, as above),
+  which saves librdkafka a header on nearly every record. Reading backwards, the scan counts the
+  records without relay headers since the last stamp it read towards the run whose first record
+  it reads next, along with that run's token records. More than the length means something else
+  wrote there: the run then counts its token records only (duplicates, never a skip), and the
+  partition is named in `ResumeResult.foreign`. A foreign record inside the last run of a crash
+  cannot be told apart: that is the promise.
 - `kafkaops-relay-ckpt` on the first record sent to each target partition after a start or a
   source switch, then on every `checkpoint_every`-th (always a stamped record): JSON naming the
   relay, a *frontier* mark and, for every source partition that can land in that target
@@ -94,6 +103,8 @@ CHECKPOINT_HEADER = "kafkaops-relay-ckpt"
 RUN_HEADER = "kr"
 """Short on purpose: it is on nearly every record (see the module doc)."""
 RUN_START_HEADER = "kafkaops-run-start"
+RUN_LENGTH_HEADER = "kafkaops-run-len"
+"""On a run's first record when the run's other records carry no header (`exclusive_target`)."""
 
 Headers = Sequence[tuple[str, bytes | None]]
 
@@ -233,12 +244,21 @@ def decode_checkpoint(raw: bytes) -> Checkpoint:
 def read_position(
     headers: Headers | None,
 ) -> tuple[Stamp | None, Checkpoint | None, bytes | None]:
-    """This hop's stamp, checkpoint and run token.
+    """This hop's stamp, checkpoint and run token (`read_block` without the run length)."""
+    stamp, ckpt, run, _length = read_block(headers)
+    return stamp, ckpt, run
+
+
+def read_block(
+    headers: Headers | None,
+) -> tuple[Stamp | None, Checkpoint | None, bytes | None, int | None]:
+    """This hop's stamp, checkpoint, run token and, for a run of `exclusive_target`, its length.
 
     When the source topic was itself filled by a relay, its headers come along first; the relay
     appends its own block after them, so its block is the last stamp or token: a token alone
     (`kr`), a stamp and the token that opens a run (`kafkaops-run-start`, always right after
-    it), or a stamp alone; then maybe a checkpoint, which counts only after that block.
+    it), or a stamp alone; then maybe a run length and a checkpoint, which count only after
+    that block.
     """
     last = -1
     items = list(headers or ())
@@ -246,48 +266,86 @@ def read_position(
         if name in _OURS:
             if value is None:
                 raise PositionFormatError(f"{name} header without a value")
-            if name != CHECKPOINT_HEADER:
+            if name not in _AFTER_BLOCK:
                 last = i
     if last < 0:
-        return None, None, None
+        return None, None, None, None
     name, value = items[last]
     if name == RUN_HEADER:
-        return None, None, value
+        return None, None, value, None
     run: bytes | None = None
     stamp_at = last
     if name == RUN_START_HEADER:
         run, stamp_at = value, last - 1
         if stamp_at < 0 or items[stamp_at][0] != SOURCE_HEADER:
             raise PositionFormatError(f"{RUN_START_HEADER} header without a stamp before it")
-    ckpt_raw = next((v for n, v in reversed(items[last + 1 :]) if n == CHECKPOINT_HEADER), None)
+    after = items[last + 1 :]
+    ckpt_raw = next((v for n, v in reversed(after) if n == CHECKPOINT_HEADER), None)
+    length_raw = next((v for n, v in after if n == RUN_LENGTH_HEADER), None)
+    length = None if length_raw is None else _run_length(length_raw, run)
     return (
         decode_stamp(items[stamp_at][1]),  # type: ignore[arg-type]
         None if ckpt_raw is None else decode_checkpoint(ckpt_raw),
         run,
+        length,
     )
 
 
-_OURS = frozenset({SOURCE_HEADER, CHECKPOINT_HEADER, RUN_HEADER, RUN_START_HEADER})
+def _run_length(raw: bytes, run: bytes | None) -> int:
+    try:
+        length = _natural(raw.decode())
+    except (ValueError, UnicodeDecodeError):
+        length = 0
+    if run is None or length < 1:
+        raise PositionFormatError(f"bad {RUN_LENGTH_HEADER} header {raw!r}")
+    return length
+
+
+_OURS = frozenset(
+    {SOURCE_HEADER, CHECKPOINT_HEADER, RUN_HEADER, RUN_START_HEADER, RUN_LENGTH_HEADER}
+)
+_AFTER_BLOCK = frozenset({CHECKPOINT_HEADER, RUN_LENGTH_HEADER})
 
 
 class Stamps:
     """Every record's stamp along one target partition, read forwards (in offset order): a
-    token-only record stands for the offset after the previous record of its run. None for
-    records not relayed, and for token-only records whose stamp was not read."""
+    token-only record stands for the offset after the previous record of its run, and so does
+    a record without relay headers inside a run of `exclusive_target` (up to its length). None
+    for records not relayed, and for token-only records whose stamp was not read."""
 
     def __init__(self) -> None:
         self._runs: dict[bytes, Stamp] = {}
+        self._bare: tuple[bytes, Stamp, int] | None = None
+        """The open run of `exclusive_target`: token, newest stamp, records still to come."""
 
     def of(self, headers: Headers | None) -> Stamp | None:
-        stamp, _, run = read_position(headers)
+        stamp, _, run, length = read_block(headers)
         if run is None:
+            if stamp is not None:
+                self._bare = None
+            elif self._bare is not None:
+                return self._next_bare()
             return stamp
-        if stamp is None:
+        if stamp is not None:
+            self._bare = None if length is None else (run, stamp, length - 1)
+        elif self._bare is not None and self._bare[0] == run:
+            return self._next_bare()
+        else:
             before = self._runs.get(run)
             if before is None:
                 return None
             stamp = replace(before, offset=before.offset + 1)
         self._runs[run] = stamp
+        return stamp
+
+    def _next_bare(self) -> Stamp | None:
+        assert self._bare is not None
+        run, before, left = self._bare
+        if left < 1:
+            self._bare = None
+            return None
+        stamp = replace(before, offset=before.offset + 1)
+        self._bare = (run, stamp, left - 1)
         return stamp
 
 
@@ -524,6 +582,11 @@ class _TargetScan:
     max_epoch: int = 0
     runs: dict[bytes, tuple[int, int, int]] = field(default_factory=dict)
     """Token-only records read before their run's stamp: count, newest timestamp and offset."""
+    bare: tuple[int, int, int] | None = None
+    """Records without relay headers read since the last stamp (the same three), which belong
+    to the run of that stamp when it is one of `exclusive_target`."""
+    foreign: str | None = None
+    """Set when records that this relay did not write were found inside one of its runs."""
 
     @property
     def complete(self) -> bool:
@@ -555,6 +618,8 @@ class ResumeResult:
     carried_frontier: Mark | None
     """The frontier the new run keeps until it has re-read the landed records (see module doc)."""
     scanned: Mapping[TargetKey, int]
+    foreign: Mapping[TargetKey, str] = field(default_factory=dict)
+    """Target partitions where something else wrote inside a run of `exclusive_target`."""
 
 
 class ResumeScan:
@@ -599,18 +664,30 @@ class ResumeScan:
                 return
             scan.scanned += 1
             try:
-                stamp, ckpt, run = read_position(rec.headers)
+                stamp, ckpt, run, length = read_block(rec.headers)
             except PositionFormatError as exc:
                 raise PositionFormatError(
                     f"{target[0]}[{target[1]}] offset {rec.offset}: {exc}"
                 ) from None
             if stamp is None:
                 if run is not None:
-                    n, ts, offset = scan.runs.get(run, (0, rec.timestamp_ms, rec.offset))
-                    scan.runs[run] = (n + 1, ts, offset)
+                    scan.runs[run] = _count(scan.runs.get(run), rec)
+                else:
+                    scan.bare = _count(scan.bare, rec)
                 continue
+            bare, scan.bare = scan.bare, None
+            later = scan.runs.pop(run, None) if run is not None else None
+            if length is not None:
+                run_records = _merge(later, bare)
+                if run_records is not None and run_records[0] > length - 1:
+                    scan.foreign = scan.foreign or (
+                        f"{run_records[0] - length + 1} records after offset {rec.offset} "
+                        "were not written by this relay"
+                    )
+                else:
+                    later = run_records
             newest = _Seen(stamp, rec.timestamp_ms, rec.offset)
-            if run is not None and (later := scan.runs.pop(run, None)) is not None:
+            if later is not None:
                 n, ts, offset = later
                 newest = _Seen(replace(stamp, offset=stamp.offset + n), ts, offset)
             if stamp.cluster not in self._clusters or stamp.topic not in self._topics:
@@ -645,6 +722,7 @@ class ResumeScan:
             sources=out,
             carried_frontier=min(pins) if pins else None,
             scanned={t: s.scanned for t, s in self._scans.items()},
+            foreign={t: s.foreign for t, s in self._scans.items() if s.foreign is not None},
         )
 
     def _frontier_of(self, target: TargetKey) -> Mark:
@@ -715,6 +793,23 @@ class ResumeScan:
                 "without reaching a settled checkpoint (raise resume_scan_limit)"
             ),
         )
+
+
+def _count(seen: tuple[int, int, int] | None, rec: TailRecord) -> tuple[int, int, int]:
+    """One more record read backwards: the first one read is the newest."""
+    if seen is None:
+        return (1, rec.timestamp_ms, rec.offset)
+    return (seen[0] + 1, seen[1], seen[2])
+
+
+def _merge(
+    a: tuple[int, int, int] | None, b: tuple[int, int, int] | None
+) -> tuple[int, int, int] | None:
+    """Two counts of one run's records: summed, with the newest record of either."""
+    if a is None or b is None:
+        return a or b
+    newest = a if a[2] > b[2] else b
+    return (a[0] + b[0], newest[1], newest[2])
 
 
 def _name(source: SourceKey) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from kafkaops.kafka import ClusterClients
@@ -30,6 +30,17 @@ from kafkaops.relay.topicmap import SourceKey
 log = logging.getLogger("kafkaops.relay")
 
 Watermarks = dict[SourceKey, tuple[int, int]]
+
+_LEADER_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.OFFSET_NOT_AVAILABLE,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+    }
+)
+"""Per-partition ListOffsets answers that librdkafka does not mark retriable but that pass."""
 
 
 class OffsetsUnavailable(RuntimeError):
@@ -69,18 +80,33 @@ def list_offsets(
     spec: Callable[[], OffsetSpec],
     timeout: float,
 ) -> dict[SourceKey, int]:
-    """One ListOffsets round for every partition (read_committed), bounded by `timeout`."""
+    """ListOffsets for every partition (read_committed), bounded by `timeout`.
+
+    A retriable answer (a leader moving, a topic created a moment ago whose leader is not known
+    yet) is asked again until `timeout` ends, so it costs milliseconds instead of a failed
+    attempt and its backoff."""
     if not partitions:
         return {}
     started = time.time()
-    request = {TopicPartition(t, p): spec() for t, p in partitions}
-    try:
-        futures = admin.list_offsets(
-            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout
-        )
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-    except KafkaException as exc:
-        raise OffsetsUnavailable(_reason(clients, exc, started)) from None
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        request = {TopicPartition(t, p): spec() for t, p in partitions}
+        left = max(0.001, deadline - time.monotonic())
+        try:
+            futures = admin.list_offsets(
+                request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=left
+            )
+            return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and (
+                err.retriable() or err.code() in _LEADER_MOVING
+            )
+            if not retriable or time.monotonic() + pause >= deadline:
+                raise OffsetsUnavailable(_reason(clients, exc, started)) from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def watermarks(

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from kafkaops.relay.position import (
     CHECKPOINT_HEADER,
     RUN_HEADER,
+    RUN_LENGTH_HEADER,
     RUN_START_HEADER,
     SOURCE_HEADER,
     BoundaryDedupe,
@@ -30,6 +31,7 @@ from kafkaops.relay.position import (
     encode_checkpoint,
     encode_stamp,
     plan_start,
+    read_block,
     read_position,
     relay_lag,
 )
@@ -167,6 +169,35 @@ def test_stamps_give_a_runs_token_records_the_offsets_after_its_stamp():
     assert stamps.of([(RUN_HEADER, b"T")]).offset == 42
     assert stamps.of([("app", b"y"), (RUN_HEADER, b"T")]).offset == 43
     assert stamps.of(start).offset == 41, "a stamp without a token stands for itself"
+
+
+def test_stamps_give_the_bare_records_of_an_exclusive_run_the_offsets_after_its_stamp():
+    stamps = Stamps()
+    start = [(SOURCE_HEADER, encode_stamp(Stamp("dc1", "t", 0, Mark(1, 0), 41)))]
+    assert stamps.of([*start, (RUN_START_HEADER, b"T"), (RUN_LENGTH_HEADER, b"3")]).offset == 41
+    assert stamps.of([]).offset == 42
+    assert stamps.of([("app", b"y"), (RUN_HEADER, b"T")]).offset == 43, "own headers: the token"
+    assert stamps.of(None) is None, "past the run's length: not this relay's"
+    assert stamps.of([*start, (RUN_START_HEADER, b"U")]).offset == 41
+    assert stamps.of([]) is None, "a run of tokens claims no bare record"
+
+
+def test_a_run_length_is_read_only_in_our_block_and_must_be_a_count():
+    upstream = [
+        (SOURCE_HEADER, encode_stamp(Stamp("up", "t", 0, Mark(1, 0), 5))),
+        (RUN_START_HEADER, b"U"),
+        (RUN_LENGTH_HEADER, b"9"),
+    ]
+    ours = [(SOURCE_HEADER, encode_stamp(Stamp("dc1", "t", 0, Mark(1, 0), 7)))]
+    assert read_block([*upstream, *ours, (RUN_START_HEADER, b"T")])[3] is None
+    assert read_block([*upstream, *ours, (RUN_START_HEADER, b"T"), (RUN_LENGTH_HEADER, b"2")])[
+        2:
+    ] == (b"T", 2)
+    for bad in (b"0", b"-1", b"x", b"\xff"):
+        with pytest.raises(PositionFormatError, match=RUN_LENGTH_HEADER):
+            read_block([*ours, (RUN_START_HEADER, b"T"), (RUN_LENGTH_HEADER, bad)])
+    with pytest.raises(PositionFormatError, match=RUN_LENGTH_HEADER):
+        read_block([*ours, (RUN_LENGTH_HEADER, b"2")])
 
 
 # --- tracker -------------------------------------------------------------------------------------
@@ -399,6 +430,50 @@ def test_run_cut_short_resumes_after_its_last_landed_record_whatever_lies_betwee
         res = scan_all(ResumeScan("r", ["dc1"], ONE), {("T", 0): log}, window=window)
         assert res.sources[("s", 0)].cursor == Cursor("dc1", 7, 12), window
         assert res.epoch == 3
+
+
+def exclusive_start(offset, token, stamp, length, ts=0):
+    return TailRecord(offset, ts, [*run_rec(offset, token, stamp).headers,
+                                   (RUN_LENGTH_HEADER, b"%d" % length)])  # fmt: skip
+
+
+def test_exclusive_run_cut_short_counts_its_bare_records_and_its_tokens():
+    log = [
+        exclusive_start(0, b"A", ("dc1", "s", 0, Mark(1, 0), 10), 3),
+        rec(1, None),
+        rec(2, None, extra=[("app", b"own")]),  # within 3: the run's own record
+        exclusive_start(3, b"B", ("dc1", "s", 0, Mark(1, 1), 13), 4, ts=20),
+        rec(4, None, ts=21),
+        run_rec(5, b"B", ts=22, extra=[("app", b"own")]),
+        rec(6, None, ts=23),
+    ]
+    for window in (1, 3, 7):
+        res = scan_all(ResumeScan("r", ["dc1"], ONE), {("T", 0): log}, window=window)
+        assert res.sources[("s", 0)].cursor == Cursor("dc1", 17, 23), window
+        assert not res.foreign
+
+
+def test_records_of_another_writer_past_an_exclusive_runs_length_are_reported_not_counted():
+    log = [
+        exclusive_start(0, b"A", ("dc1", "s", 0, Mark(1, 0), 10), 2, ts=5),
+        rec(1, None, ts=6),
+        rec(2, None, ts=7, extra=[("app", b"another writer")]),
+        run_rec(3, b"A", ts=8, extra=[("app", b"own")]),
+    ]
+    res = scan_all(ResumeScan("r", ["dc1"], ONE), {("T", 0): log})
+    assert "2 records after offset 0" in res.foreign[("T", 0)]
+    assert res.sources[("s", 0)].cursor == Cursor("dc1", 12, 8), "the token only: maybe again"
+
+
+def test_bare_records_after_a_run_of_tokens_are_another_writers():
+    log = [
+        run_rec(0, b"A", ("dc1", "s", 0, Mark(1, 0), 10), ts=5),
+        run_rec(1, b"A", ts=6),
+        rec(2, None, ts=7),
+    ]
+    res = scan_all(ResumeScan("r", ["dc1"], ONE), {("T", 0): log})
+    assert res.sources[("s", 0)].cursor == Cursor("dc1", 12, 6)
+    assert not res.foreign
 
 
 def test_transaction_marker_gaps_on_the_target_do_not_matter():

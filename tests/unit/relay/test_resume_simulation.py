@@ -2,9 +2,11 @@
 
 A model of the I/O layer drives the real tracker, scan and planner. Source partitions have offset
 gaps (compaction, transaction markers), filtered records, and logs whose start moves between runs
-(retention). Each process writes positions in one of the two forms, chosen at random (so a
-target mixes them, as after an upgrade): a stamp on every record, or runs (a stamp where a run
-of consecutive offsets starts, its token on the others). The target delivers each partition's
+(retention). Each process writes positions in one of three forms, chosen at random (so a
+target mixes them, as after an upgrade or a change of `exclusive_target`): a stamp on every
+record; runs (a stamp where a run of consecutive offsets starts, its token on the others); or
+runs of `exclusive_target` (the first record also carries the run's length, the others with no
+headers of their own carry none). The target delivers each partition's
 in-flight records in order, a prefix at a time, like the idempotent producer (so runs land cut
 short); a crash drops whatever was still in flight. With transactions a
 batch lands whole or not at all and every commit leaves a marker offset. The failover variant
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from kafkaops.relay.position import (
     CHECKPOINT_HEADER,
     RUN_HEADER,
+    RUN_LENGTH_HEADER,
     RUN_START_HEADER,
     SOURCE_HEADER,
     Cursor,
@@ -121,6 +124,26 @@ def deliver(rng, inflight, everything=False):
             batch.acked()
 
 
+def position_headers(form, tracker, run, t, rec, *, own, stamp, ck):
+    """One record's headers in `form`, and the run it opens or continues (None: no runs)."""
+    if run is not None and ck is None and run[1:3] == (t, rec.offset - 1):
+        token, first = run[0], run[3]
+        headers = [*own, (RUN_HEADER, token)] if own or form == "runs" else []
+        if form == "exclusive":  # the first record's length counts this one too
+            at = first.index(next(h for h in first if h[0] == RUN_LENGTH_HEADER))
+            first[at] = (RUN_LENGTH_HEADER, b"%d" % (int(first[at][1]) + 1))
+    else:
+        first = headers = [*own, (SOURCE_HEADER, stamp)]
+        token = tracker.new_run()
+        if form != "stamps":
+            headers.append((RUN_START_HEADER, token))
+        if form == "exclusive":
+            headers.append((RUN_LENGTH_HEADER, b"1"))
+        if ck is not None:
+            headers.append((CHECKPOINT_HEADER, ck))
+    return headers, ((token, t, rec.offset, first) if form != "stamps" else None)
+
+
 def run(rng, w: World, *, transactional: bool, steps: int, crash: bool = True) -> bool:
     """One relay process from a fresh resume; True when it finished, False when it 'crashed'."""
     scan = scan_target(rng, w.target, w.sbt, w.clusters)
@@ -132,12 +155,12 @@ def run(rng, w: World, *, transactional: bool, steps: int, crash: bool = True) -
     pos = {s: p.offset for s, p in plan.partitions.items()}
     parts = {r.source: r.partitioner(w.counts[r.target]) for r in w.topic_map.routes}
     inflight: dict[TargetKey, deque] = {}
-    by_runs = rng.random() < 0.5
+    form = rng.choice(("stamps", "runs", "exclusive"))
     for _ in range(steps):
         batch = tracker.open_batch()
         staged = []
         for s in rng.sample(sorted(pos), k=rng.randint(1, len(pos))):
-            run = None  # (token, target, last offset) of the open run
+            run = None  # (token, target, last offset, first record's headers) of the open run
             for rec in w.source.read(s, pos[s], rng.randint(1, 6)):
                 pos[s] = rec.offset + 1
                 t = (w.topic_map.route(s[0]).target, parts[s[0]](s[1], rec.key))
@@ -147,17 +170,10 @@ def run(rng, w: World, *, transactional: bool, steps: int, crash: bool = True) -
                     continue
                 stamp = batch.relayed(s[0], s[1], rec.offset, rec.ts)
                 ck = tracker.checkpoint_for(t)
-                if run is not None and ck is None and run[1:] == (t, rec.offset - 1):
-                    token = run[0]
-                    headers = [("app", b"x"), (RUN_HEADER, token)]
-                else:
-                    headers = [("app", b"x"), (SOURCE_HEADER, stamp)]
-                    token = tracker.new_run()
-                    if by_runs:
-                        headers.append((RUN_START_HEADER, token))
-                    if ck is not None:
-                        headers.append((CHECKPOINT_HEADER, ck))
-                run = (token, t, rec.offset) if by_runs else None
+                own = [("app", b"x")] if form != "exclusive" or rng.random() < 0.5 else []
+                headers, run = position_headers(
+                    form, tracker, run, t, rec, own=own, stamp=stamp, ck=ck
+                )
                 staged.append((t, rec.ts, headers))
         batch.close()
         if transactional:
