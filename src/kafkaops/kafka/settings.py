@@ -82,20 +82,14 @@ def _gssapi_settings(cluster: KafkaCluster) -> dict[str, Any]:
 
 
 def client_settings(cluster: KafkaCluster, role: Role, **overrides: Any) -> dict[str, Any]:
-    """Complete librdkafka settings for one client; `overrides` (dotted keys) win.
-
-    `reconnect.backoff.ms` is 20 rather than librdkafka's 100: a fresh client drops its
-    bootstrap connection once it has learnt the brokers and may pick a broker to connect to only
-    once per half that backoff, so at 100 the first request of every new client (a health check,
-    a resume, a one-shot CLI command) waited ~50 ms; at 20 it waits ~11 ms (librdkafka's floor).
-    Backoff after a failure still doubles up to `reconnect.backoff.max.ms`."""
+    """Complete librdkafka settings for one client; `overrides` (dotted keys) win."""
     timeout_ms = _ms(cluster.timeout.total_seconds())
     out: dict[str, Any] = {
         "bootstrap.servers": ",".join(cluster.brokers),
         "client.id": f"kafkaops-{cluster.id}",
         "socket.timeout.ms": timeout_ms,
         "socket.connection.setup.timeout.ms": timeout_ms,
-        "reconnect.backoff.ms": 20,
+        "reconnect.backoff.ms": 100,
         "reconnect.backoff.max.ms": 10_000,
     }
     out.update(security_settings(cluster))
