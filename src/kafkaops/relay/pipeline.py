@@ -733,7 +733,7 @@ class Relay:
         if failed is not None:
             return failed
         tagged = (RUN_HEADER, token)
-        # the same list for every record without headers of its own
+        # records without headers of their own: one list for all (the token), or none at all
         shared = None if self._exclusive else [tagged]
         end = n - 1 if delivered is not None else n
         for m in run[1:end]:
