@@ -473,9 +473,9 @@ class SourceRunner:
     Kafka sources share their consumer group across processes and webhooks answer whoever is
     asked, but a calendar would fire once in every process that runs sources. So calendars run
     only in the process that owns the one bucket of `leader` (given when the source has
-    calendars); another takes
-    over when it leaves (at once) or dies (within the group's session timeout). A handover may
-    overlap by the membership's and this runner's polling (a few tenths of a second).
+    calendars); another takes over when it leaves (at once) or dies (within the group's session
+    timeout). A handover may overlap by the membership's and this runner's polling (a few
+    tenths of a second).
     """
 
     def __init__(

@@ -241,14 +241,6 @@ def decode_checkpoint(raw: bytes) -> Checkpoint:
     return Checkpoint(relay, (version[0], version[1]), Mark(*frontier), cursors)
 
 
-def read_position(
-    headers: Headers | None,
-) -> tuple[Stamp | None, Checkpoint | None, bytes | None]:
-    """This hop's stamp, checkpoint and run token (`read_block` without the run length)."""
-    stamp, ckpt, run, _length = read_block(headers)
-    return stamp, ckpt, run
-
-
 def read_block(
     headers: Headers | None,
 ) -> tuple[Stamp | None, Checkpoint | None, bytes | None, int | None]:

@@ -22,7 +22,7 @@ from kafkaops.relay.position import (
     Stamps,
     StopAtEnd,
     plan_start,
-    read_position,
+    read_block,
 )
 
 OURS = {SOURCE_HEADER, CHECKPOINT_HEADER, RUN_HEADER, RUN_START_HEADER}
@@ -183,9 +183,7 @@ def test_runs_and_record_by_record_give_the_same_result(delivery, checkpoint_eve
 def read_back(headers: list[list[tuple[str, bytes]]]) -> list[tuple[Any, Any, Any]]:
     """Per record, as the resume sees it: its stamp, its checkpoint, and the source's headers."""
     stamps = Stamps()
-    return [
-        (stamps.of(h), read_position(h)[1], [x for x in h if x[0] not in OURS]) for h in headers
-    ]
+    return [(stamps.of(h), read_block(h)[1], [x for x in h if x[0] not in OURS]) for h in headers]
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
